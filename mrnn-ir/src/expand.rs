@@ -1,0 +1,196 @@
+//! The `mrnn!` pipeline end to end: parse -> lower -> check -> layout -> codegen, with every
+//! diagnostic turned into `compile_error!` tokens in this one place. [`expand`] never fails: it
+//! returns the generated code, or the errors plus a fallback type (see [`codegen::fallback`]).
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::parse::{Parse, ParseStream};
+
+use crate::check::{self, Purpose};
+use crate::codegen::{self, Target};
+use crate::diag::{Ctxt, Diagnostic, Loc, Severity};
+use crate::ir::{Ir, Located};
+use crate::report::Report;
+use crate::spec::Spec;
+use crate::syntax::Network;
+use crate::{layout, lower};
+
+/// Expands the body of an `mrnn!` invocation. `CARGO_MANIFEST_DIR` (set by cargo while it
+/// compiles the user's crate) anchors the path of the `from "file.json"` form.
+#[must_use]
+pub fn expand(input: TokenStream) -> TokenStream {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let net = match syn::parse2::<Network>(input.clone()) {
+        Ok(net) => net,
+        Err(e) => {
+            let errors = e.to_compile_error();
+            // Keep the type name, when it can be read, so uses of the type add no errors.
+            return match syn::parse2::<Head>(input) {
+                Ok(head) => codegen::fallback(&head.vis, &head.name, errors),
+                Err(_) => errors,
+            };
+        }
+    };
+    let lowered = lower_dsl(&net, manifest_dir.as_deref());
+    if lowered.diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        let errors = lowered.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| lowered.to_syn_error(d).to_compile_error());
+        return codegen::fallback(&net.vis, &net.name, quote!(#(#errors)*));
+    }
+    let arch = layout::layout(&lowered.ir);
+    let warnings: Vec<(Span, String)> = lowered
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let e = lowered.to_syn_error(d);
+            (e.span(), format!("{}", d.message_with_help_at(lowered.json_prefix(d).as_deref())))
+        })
+        .collect();
+    let docs = lowered.ir.docs.clone();
+    let tracked = lowered.json.as_ref().map(|j| j.path.display().to_string());
+    codegen::generate(
+        &arch,
+        &Target { vis: &net.vis, name: &net.name, docs: &docs, tracked_file: tracked.as_deref() },
+        &warnings,
+    )
+}
+
+/// Expands and pretty-prints (for `mrnn expand` and the expansion snapshots).
+#[must_use]
+pub fn expand_pretty(input: TokenStream) -> String {
+    codegen::pretty(expand(input))
+}
+
+/// The `attrs vis Name` prefix of an invocation, read when the rest fails to parse.
+struct Head {
+    vis: syn::Visibility,
+    name: syn::Ident,
+}
+
+impl Parse for Head {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        input.call(syn::Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let name = input.parse()?;
+        input.parse::<TokenStream>()?;
+        Ok(Head { vis, name })
+    }
+}
+
+/// The JSON file of a `from "file.json"` network.
+#[derive(Debug)]
+pub struct JsonSource {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// The literal as written.
+    pub literal: syn::LitStr,
+    /// Its diagnostics' positions.
+    pub report: Report,
+}
+
+/// A lowered and checked DSL network.
+#[derive(Debug)]
+pub struct LoweredDsl {
+    /// The IR (complete only when there are no errors).
+    pub ir: Ir,
+    /// Errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The JSON file of the `from` form, if any.
+    pub json: Option<JsonSource>,
+}
+
+impl LoweredDsl {
+    /// `file:line:col (path)` for a diagnostic located in the JSON file.
+    #[must_use]
+    pub fn json_prefix(&self, d: &Diagnostic) -> Option<String> {
+        let json = self.json.as_ref()?;
+        if !matches!(d.loc, Loc::Json { .. } | Loc::JsonText { .. }) {
+            return None;
+        }
+        json.report.describe_location(&d.loc).or_else(|| Some(json.report.file.clone()))
+    }
+
+    /// The diagnostic as a spanned syn error: under its tokens, or under the `from` literal
+    /// (prefixed with the JSON location) for problems inside the file.
+    #[must_use]
+    pub fn to_syn_error(&self, d: &Diagnostic) -> syn::Error {
+        let message = d.message_with_help_at(self.json_prefix(d).as_deref());
+        match &d.loc {
+            Loc::Tokens { start, end } => syn::Error::new_spanned(SpanRange(*start, *end), message),
+            _ => match &self.json {
+                Some(json) => syn::Error::new(json.literal.span(), message),
+                None => syn::Error::new(self.ir_name_span(), message),
+            },
+        }
+    }
+
+    fn ir_name_span(&self) -> Span {
+        match self.ir.name.loc {
+            Loc::Tokens { start, .. } => start,
+            _ => Span::call_site(),
+        }
+    }
+}
+
+impl Diagnostic {
+    /// The message with its help, prefixed with a location when there is one.
+    #[must_use]
+    pub fn message_with_help_at(&self, at: Option<&str>) -> String {
+        match at {
+            Some(at) => format!("{at}: {}", self.message_with_help()),
+            None => self.message_with_help(),
+        }
+    }
+}
+
+/// Spans a range of tokens on stable Rust: `syn::Error::new_spanned` uses the first and last
+/// token's spans, so two tokens carrying `start` and `end` underline everything between.
+struct SpanRange(Span, Span);
+
+impl ToTokens for SpanRange {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend([
+            proc_macro2::TokenTree::Ident(proc_macro2::Ident::new("a", self.0)),
+            proc_macro2::TokenTree::Ident(proc_macro2::Ident::new("b", self.1)),
+        ]);
+    }
+}
+
+/// Lowers and checks a parsed network (reading its JSON file for the `from` form, relative to
+/// `manifest_dir` or the current directory).
+#[must_use]
+pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
+    let cx = Ctxt::new();
+    let mut json = None;
+    let base = net.from.as_ref().map(|literal| {
+        let relative = literal.value();
+        let path = manifest_dir.map_or_else(|| PathBuf::from(&relative), |dir| dir.join(&relative));
+        let name = Located::new(net.name.to_string(), Loc::span(net.name.span()));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let spec = Spec::read(&cx, &text);
+                let ir = lower::from_spec(&cx, &spec.unwrap_or_default(), name);
+                json = Some(JsonSource { path: path.clone(), literal: literal.clone(), report: Report::new(relative, text, Vec::new()) });
+                ir
+            }
+            Err(e) => {
+                cx.error_help(
+                    Loc::span(literal.span()),
+                    format!("cannot read `{relative}`: {e}"),
+                    format!("the path is relative to the crate's manifest directory; looked for `{}`", path.display()),
+                );
+                Ir::new(name, crate::model::Settings::DEFAULT)
+            }
+        }
+    });
+    let unreadable = net.from.is_some() && json.is_none();
+    let ir = lower::from_syntax(&cx, net, base);
+    if !unreadable {
+        check::check(&cx, &ir, Purpose::Codegen);
+    }
+    let diagnostics = match cx.check() {
+        Ok(d) | Err(d) => d,
+    };
+    LoweredDsl { ir, diagnostics, json }
+}

@@ -1,0 +1,2 @@
+//! The `mrnn` command-line tool.
+fn main() {}

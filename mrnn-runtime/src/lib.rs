@@ -1,0 +1,25 @@
+//! Multi-regional recurrent neural networks on candle.
+//!
+//! An architecture comes from the compiler, either as the `const` that [`mrnn!`] generates or
+//! from an mRNNTorch JSON config ([`Network::from_json_file`]); both build the same [`Network`]:
+//! trainable raw weights, fixed masks and signs (Dale's law), tonic biases, leaky or Elman
+//! dynamics, region queries and checkpoints.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod network;
+
+pub use candle_core::{DType, Device, Tensor, Var};
+pub use error::{Error, Result};
+pub use mrnn_ir::{Activation, Architecture, Dynamics, Settings, Sign};
+pub use mrnn_macros::mrnn;
+pub use network::{Forward, Network, Trajectory};
+
+/// What generated code needs and users never name. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use mrnn_ir::model::{
+        Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings, Sign, Source,
+    };
+    pub use std::borrow::Cow;
+}
