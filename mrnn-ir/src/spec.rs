@@ -328,3 +328,73 @@ mod tests {
         assert_eq!(again.unwrap(), spec);
     }
 }
+
+impl Spec {
+    /// The config of a checked architecture, with every setting spelled out in `"model"` (for
+    /// checkpoint metadata, `mrnn convert` and exports). Compiling it gives back the same
+    /// architecture.
+    #[must_use]
+    pub fn from_architecture(arch: &crate::model::Architecture) -> Spec {
+        use crate::model::{Dynamics, Source};
+        let s = arch.settings();
+        let connection = |c: &crate::model::Connection| ConnectionSpec {
+            src_region: Some(arch.source_name(c.src).to_owned()),
+            dst_region: Some(arch.regions()[c.dst].name.to_string()),
+            sparsity: c.sparsity,
+            sign: None,
+        };
+        let (dt, tau) = match s.dynamics {
+            Dynamics::Leaky { dt, tau } => (Some(dt), Some(tau)),
+            Dynamics::Elman => (None, None),
+        };
+        Spec {
+            recurrent_regions: arch
+                .regions()
+                .iter()
+                .map(|r| RegionSpec {
+                    name: Some(r.name.to_string()),
+                    num_units: Some(r.units as i64),
+                    sign: Some(r.sign.spec_name().to_owned()),
+                    base_firing: Some(r.base_firing),
+                    init: Some(r.init),
+                    parent_region: r.parent.as_ref().map(ToString::to_string),
+                    learnable_bias: Some(r.learnable_bias),
+                })
+                .collect(),
+            input_regions: arch
+                .inputs()
+                .iter()
+                .map(|r| InputRegionSpec {
+                    name: Some(r.name.to_string()),
+                    num_units: Some(r.units as i64),
+                    sign: Some(r.sign.spec_name().to_owned()),
+                })
+                .collect(),
+            recurrent_connections: arch
+                .connections()
+                .iter()
+                .filter(|c| matches!(c.src, Source::Recurrent(_)))
+                .map(connection)
+                .collect(),
+            input_connections: arch
+                .connections()
+                .iter()
+                .filter(|c| matches!(c.src, Source::Input(_)))
+                .map(connection)
+                .collect(),
+            model: Some(ModelSpec {
+                dynamics: Some(s.dynamics.name().to_owned()),
+                dt,
+                tau,
+                activation: Some(s.activation.name().to_owned()),
+                rec_constrained: Some(s.dale.recurrent),
+                inp_constrained: Some(s.dale.input),
+                noise_level_act: Some(s.noise.act),
+                noise_level_inp: Some(s.noise.inp),
+                spectral_radius: s.spectral_radius,
+                batch_first: Some(s.batch_first),
+                seed: Some(s.seed),
+            }),
+        }
+    }
+}

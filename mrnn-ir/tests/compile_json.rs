@@ -50,3 +50,11 @@ fn reports_every_problem_with_its_location() {
     assert!(out.contains("sparsity must be between 0 and 1, got `1.5`"), "{out}");
     assert!(out.contains("CBGTCL.json:") && out.contains("(recurrent_connections[1].dst_region)"), "{out}");
 }
+
+#[test]
+fn an_architecture_round_trips_through_its_spec() {
+    let arch = compile_json_file(&reference("CBGTCL.json")).unwrap().architecture;
+    let spec = mrnn_ir::Spec::from_architecture(&arch);
+    let again = mrnn_ir::compile_spec(&spec, "CBGTCL.json", "").unwrap().architecture;
+    assert_eq!(again, arch);
+}
