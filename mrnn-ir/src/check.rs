@@ -320,7 +320,7 @@ fn check_setting_values(cx: &Ctxt, ir: &Ir) {
 //     input cue[3]: exc;      // and no `cue -> ...`
 fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
     for (id, r) in ir.regions_of(RegionKind::Input) {
-        if ir.graph.edges(id.0).next().is_none() {
+        if ir.graph.edges(id.0).next().is_none() && !ir.dangling_sources.contains(&id) {
             cx.error_help(
                 r.name.loc.clone(),
                 format!("input region `{}` drives nothing", r.name.value),

@@ -200,13 +200,15 @@ impl Drop for Ctxt {
 }
 
 /// Finds the closest of `candidates` to `name` (for "did you mean" hints): edit distance at most
-/// a third of the name's length, ties broken by declaration order.
+/// a third of the name's length (at least 1), and less than the name's length (so `b` does not
+/// suggest `u`), ties broken by declaration order.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, _)| d <= limit)
+        .filter(|&(d, _)| d <= limit && d < len)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
 }
@@ -245,6 +247,7 @@ mod tests {
         assert_eq!(closest("thall", names), Some("thal"));
         assert_eq!(closest("alm_ex", names), Some("alm_exc"));
         assert_eq!(closest("cortex", names), None);
+        assert_eq!(closest("b", ["u", "a"]), None);
     }
 
     #[test]

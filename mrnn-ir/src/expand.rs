@@ -34,24 +34,30 @@ pub fn expand(input: TokenStream) -> TokenStream {
         }
     };
     let lowered = lower_dsl(&net, manifest_dir.as_deref());
+    generate(&lowered)
+}
+
+/// The code for a lowered network: the generated type, or its errors and the fallback type.
+#[must_use]
+pub fn generate(lowered: &LoweredDsl) -> TokenStream {
     if lowered.diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        let errors = lowered.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| lowered.to_syn_error(d).to_compile_error());
-        return codegen::fallback(&net.vis, &net.name, quote!(#(#errors)*));
+        let errors = lowered
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| lowered.to_syn_error(d).to_compile_error());
+        return codegen::fallback(&lowered.vis, &lowered.name, quote!(#(#errors)*));
     }
     let arch = layout::layout(&lowered.ir);
     let warnings: Vec<(Span, String)> = lowered
         .diagnostics
         .iter()
-        .map(|d| {
-            let e = lowered.to_syn_error(d);
-            (e.span(), format!("{}", d.message_with_help_at(lowered.json_prefix(d).as_deref())))
-        })
+        .map(|d| (lowered.to_syn_error(d).span(), d.message_with_help_at(lowered.json_prefix(d).as_deref())))
         .collect();
-    let docs = lowered.ir.docs.clone();
     let tracked = lowered.json.as_ref().map(|j| j.path.display().to_string());
     codegen::generate(
         &arch,
-        &Target { vis: &net.vis, name: &net.name, docs: &docs, tracked_file: tracked.as_deref() },
+        &Target { vis: &lowered.vis, name: &lowered.name, docs: &lowered.ir.docs, tracked_file: tracked.as_deref() },
         &warnings,
     )
 }
@@ -92,6 +98,10 @@ pub struct JsonSource {
 /// A lowered and checked DSL network.
 #[derive(Debug)]
 pub struct LoweredDsl {
+    /// Visibility of the generated type.
+    pub vis: syn::Visibility,
+    /// Name of the generated type.
+    pub name: syn::Ident,
     /// The IR (complete only when there are no errors).
     pub ir: Ir,
     /// Errors and warnings.
@@ -192,5 +202,5 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
     let diagnostics = match cx.check() {
         Ok(d) | Err(d) => d,
     };
-    LoweredDsl { ir, diagnostics, json }
+    LoweredDsl { vis: net.vis.clone(), name: net.name.clone(), ir, diagnostics, json }
 }

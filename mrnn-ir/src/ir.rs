@@ -125,6 +125,9 @@ pub struct Ir {
     pub setting_locs: SettingLocs,
     /// Regions (nodes) and connections (edges, source -> destination).
     pub graph: DiGraph<RegionNode, Projection>,
+    /// Regions named as the source of a connection that was dropped because its other end did
+    /// not resolve: they meant to drive something, so "drives nothing" would be a cascade error.
+    pub dangling_sources: std::collections::HashSet<RegionId>,
     names: HashMap<String, RegionId>,
 }
 
@@ -138,6 +141,7 @@ impl Ir {
             settings,
             setting_locs: SettingLocs::default(),
             graph: DiGraph::new(),
+            dangling_sources: std::collections::HashSet::new(),
             names: HashMap::new(),
         }
     }

@@ -44,12 +44,15 @@ pub mod spec;
 pub mod codegen;
 pub mod convert;
 #[cfg(feature = "codegen")]
-mod expand;
+pub mod expand;
 #[cfg(feature = "syntax")]
 pub mod syntax;
 
 #[cfg(feature = "codegen")]
-pub use expand::{expand, expand_pretty, lower_dsl};
+pub mod source_file;
+
+#[cfg(feature = "codegen")]
+pub use expand::{LoweredDsl, expand, expand_pretty, generate, lower_dsl};
 
 pub use check::Purpose;
 pub use diag::{Ctxt, Diagnostic, Loc, Severity};

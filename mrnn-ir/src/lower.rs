@@ -133,8 +133,12 @@ fn lower_spec_connection(
         src_loc,
         dst_loc,
     };
-    if let (Some(src), Some(dst)) = (src, dst) {
-        ir.add_connection(src, dst, projection);
+    match (src, dst) {
+        (Some(src), Some(dst)) => {
+            ir.add_connection(src, dst, projection);
+        }
+        (Some(src), None) => ir.dangling_sources.insert(src),
+        _ => {}
     }
 }
 
@@ -423,6 +427,9 @@ mod dsl {
             c.targets.iter().map(|d| (resolve(cx, ir, &d.to_string(), &Loc::span(d.span())), d.span())).collect();
         for &(src, src_span) in &sources {
             for &(dst, dst_span) in &targets {
+                if let (Some(src), None) = (src, dst) {
+                    ir.dangling_sources.insert(src);
+                }
                 if let (Some(src), Some(dst)) = (src, dst) {
                     ir.add_connection(
                         src,
