@@ -137,7 +137,9 @@ fn lower_spec_connection(
         (Some(src), Some(dst)) => {
             ir.add_connection(src, dst, projection);
         }
-        (Some(src), None) => ir.dangling_sources.insert(src),
+        (Some(src), None) => {
+            ir.dangling_sources.insert(src);
+        }
         _ => {}
     }
 }
