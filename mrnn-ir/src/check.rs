@@ -91,9 +91,18 @@ fn check_region_sizes(cx: &Ctxt, ir: &Ir) {
     for (_, r) in ir.regions() {
         let n = r.units.value;
         if n == 0 {
-            cx.error(r.units.loc.clone(), format!("region `{}` has zero units: a region needs at least 1", r.name.value));
+            cx.error(
+                r.units.loc.clone(),
+                format!("region `{}` has zero units: a region needs at least 1", r.name.value),
+            );
         } else if n < 0 {
-            cx.error(r.units.loc.clone(), format!("region `{}` has a negative size `{n}`: a region needs at least 1 unit", r.name.value));
+            cx.error(
+                r.units.loc.clone(),
+                format!(
+                    "region `{}` has a negative size `{n}`: a region needs at least 1 unit",
+                    r.name.value
+                ),
+            );
         }
     }
 }
@@ -139,16 +148,24 @@ fn check_missing_signs(cx: &Ctxt, ir: &Ir) {
         };
         let json = matches!(r.loc, Loc::Json { .. });
         let help = if json {
-            let flag = if r.kind == RegionKind::Recurrent { "rec_constrained" } else { "inp_constrained" };
+            let flag =
+                if r.kind == RegionKind::Recurrent { "rec_constrained" } else { "inp_constrained" };
             format!(
                 "add `\"sign\": \"pos\"` or `\"sign\": \"neg\"` (mRNNTorch would silently treat it as excitatory), or set `\"{flag}\": false` in the \"model\" object"
             )
         } else {
-            format!("declare it `exc` or `inh`, as in `{}[..]: exc`, or turn Dale's law off for {matrix} weights with {off}", r.name.value)
+            format!(
+                "declare it `exc` or `inh`, as in `{}[..]: exc`, or turn Dale's law off for {matrix} weights with {off}",
+                r.name.value
+            )
         };
         cx.error_help(
             r.name.loc.clone(),
-            format!("{} region `{}` has no sign, but Dale's law is on for {matrix} weights", r.kind.describe(), r.name.value),
+            format!(
+                "{} region `{}` has no sign, but Dale's law is on for {matrix} weights",
+                r.kind.describe(),
+                r.name.value
+            ),
             help,
         );
     }
@@ -163,7 +180,11 @@ fn check_duplicate_connections(cx: &Ctxt, ir: &Ir) {
         if !seen.insert((src, dst)) {
             cx.error_help(
                 p.dst_loc.clone(),
-                format!("duplicate connection `{} -> {}`", ir.region(src).name.value, ir.region(dst).name.value),
+                format!(
+                    "duplicate connection `{} -> {}`",
+                    ir.region(src).name.value,
+                    ir.region(dst).name.value
+                ),
                 "each pair of regions has one weight block; merge the two declarations",
             );
         }
@@ -179,8 +200,15 @@ fn check_connections_into_inputs(cx: &Ctxt, ir: &Ir) {
         if d.kind == RegionKind::Input {
             cx.error_help(
                 p.dst_loc.clone(),
-                format!("connection `{} -> {}` goes into an input region", ir.region(src).name.value, d.name.value),
-                format!("`{}` is an input region: it receives the external input and nothing else", d.name.value),
+                format!(
+                    "connection `{} -> {}` goes into an input region",
+                    ir.region(src).name.value,
+                    d.name.value
+                ),
+                format!(
+                    "`{}` is an input region: it receives the external input and nothing else",
+                    d.name.value
+                ),
             );
         }
     }
@@ -304,14 +332,22 @@ fn check_alpha(cx: &Ctxt, ir: &Ir) {
 fn check_setting_values(cx: &Ctxt, ir: &Ir) {
     let Settings { noise, spectral_radius, .. } = ir.settings;
     let locs = &ir.setting_locs;
-    for (name, value, loc) in [("act", noise.act, &locs.noise_act), ("inp", noise.inp, &locs.noise_inp)] {
+    for (name, value, loc) in
+        [("act", noise.act, &locs.noise_act), ("inp", noise.inp, &locs.noise_inp)]
+    {
         if !(value.is_finite() && value >= 0.0) {
-            cx.error(loc.clone(), format!("noise level `{name}` must be zero or positive, got `{value}`"));
+            cx.error(
+                loc.clone(),
+                format!("noise level `{name}` must be zero or positive, got `{value}`"),
+            );
         }
     }
     if let Some(rho) = spectral_radius {
         if !(rho.is_finite() && rho > 0.0) {
-            cx.error(locs.spectral_radius.clone(), format!("spectral_radius must be positive, got `{rho}`"));
+            cx.error(
+                locs.spectral_radius.clone(),
+                format!("spectral_radius must be positive, got `{rho}`"),
+            );
         }
     }
 }
@@ -324,7 +360,10 @@ fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
             cx.error_help(
                 r.name.loc.clone(),
                 format!("input region `{}` drives nothing", r.name.value),
-                format!("connect it to a recurrent region, as in `{} -> v1;`, or remove it", r.name.value),
+                format!(
+                    "connect it to a recurrent region, as in `{} -> v1;`, or remove it",
+                    r.name.value
+                ),
             );
         }
     }
@@ -334,7 +373,8 @@ fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
 // identifier, and no two regions (nor a region and a built-in constant) may share one.
 //     "recurrent_regions": [{"name": "alm-exc", ...}]     (from "config.json")
 fn check_const_names(cx: &Ctxt, ir: &Ir) {
-    let mut seen: HashMap<String, &str> = RESERVED_CONSTS.iter().map(|c| ((*c).to_owned(), "a built-in constant")).collect();
+    let mut seen: HashMap<String, &str> =
+        RESERVED_CONSTS.iter().map(|c| ((*c).to_owned(), "a built-in constant")).collect();
     let mut names = HashSet::new();
     for (_, r) in ir.regions() {
         let name = &r.name.value;
@@ -381,10 +421,11 @@ pub fn is_identifier(name: &str) -> bool {
 
 fn is_keyword(name: &str) -> bool {
     const KEYWORDS: &[&str] = &[
-        "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-        "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self",
-        "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract",
-        "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+        "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
+        "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
+        "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super",
+        "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box",
+        "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
     ];
     KEYWORDS.contains(&name)
 }
@@ -399,7 +440,9 @@ fn check_unreachable_regions(cx: &Ctxt, ir: &Ir) {
     for (id, r) in ir.regions() {
         let drive = match r.kind {
             RegionKind::Input => true,
-            RegionKind::Recurrent => r.base_firing.value != 0.0 || r.learnable_bias || r.init.value != 0.0,
+            RegionKind::Recurrent => {
+                r.base_firing.value != 0.0 || r.learnable_bias || r.init.value != 0.0
+            }
         };
         if drive {
             dfs.move_to(id.0);
@@ -412,7 +455,8 @@ fn check_unreachable_regions(cx: &Ctxt, ir: &Ir) {
         if driven.contains(&id.0) {
             continue;
         }
-        let has_inputs = g.edges_directed(id.0, petgraph::Direction::Incoming).any(|e| e.source() != id.0);
+        let has_inputs =
+            g.edges_directed(id.0, petgraph::Direction::Incoming).any(|e| e.source() != id.0);
         cx.warning(
             r.name.loc.clone(),
             format!("region `{}` is never driven: no input, tonic drive or initial state reaches it", r.name.value),

@@ -58,7 +58,9 @@ impl Loc {
     #[must_use]
     pub fn child(&self, segment: impl fmt::Display) -> Loc {
         match self {
-            Loc::Json { pointer, .. } => Loc::json(format!("{pointer}/{}", escape_pointer_segment(&segment.to_string()))),
+            Loc::Json { pointer, .. } => {
+                Loc::json(format!("{pointer}/{}", escape_pointer_segment(&segment.to_string())))
+            }
             other => other.clone(),
         }
     }
@@ -143,16 +145,17 @@ impl Ctxt {
     }
 
     fn push(&self, diagnostic: Diagnostic) {
-        self.diagnostics
-            .borrow_mut()
-            .as_mut()
-            .expect("Ctxt used after check()")
-            .push(diagnostic);
+        self.diagnostics.borrow_mut().as_mut().expect("Ctxt used after check()").push(diagnostic);
     }
 
     /// Records an error.
     pub fn error(&self, loc: Loc, message: impl Into<String>) {
-        self.push(Diagnostic { severity: Severity::Error, message: message.into(), loc, help: None });
+        self.push(Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            loc,
+            help: None,
+        });
     }
 
     /// Records an error with a hint on how to fix it.
@@ -252,7 +255,10 @@ mod tests {
 
     #[test]
     fn pointers_read_as_paths() {
-        assert_eq!(pointer_to_path("/recurrent_connections/3/src_region"), "recurrent_connections[3].src_region");
+        assert_eq!(
+            pointer_to_path("/recurrent_connections/3/src_region"),
+            "recurrent_connections[3].src_region"
+        );
         assert_eq!(pointer_to_path(""), "(top level)");
         assert_eq!(pointer_to_path("/model/a~1b"), "model.a/b");
     }

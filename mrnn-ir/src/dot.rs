@@ -29,7 +29,12 @@ pub fn to_dot(ir: &Ir) -> String {
             let _ = write!(extra, "\\nin {}", escape(&p.value));
         }
         if r.base_firing.value != 0.0 || r.learnable_bias {
-            let _ = write!(extra, "\\nb = {}{}", r.base_firing.value, if r.learnable_bias { " (learned)" } else { "" });
+            let _ = write!(
+                extra,
+                "\\nb = {}{}",
+                r.base_firing.value,
+                if r.learnable_bias { " (learned)" } else { "" }
+            );
         }
         format!(
             "label=\"{kind}{}\\n{} {sign_text}{extra}\" shape={shape} color=\"{color}\" fontcolor=\"{color}\"",
@@ -37,19 +42,34 @@ pub fn to_dot(ir: &Ir) -> String {
             r.units.value
         )
     };
-    let edge_attrs = |g: &petgraph::graph::DiGraph<crate::ir::RegionNode, crate::ir::Projection>,
-                      e: petgraph::graph::EdgeReference<'_, crate::ir::Projection>| {
-        use petgraph::visit::EdgeRef;
-        let src = &g[e.source()];
-        let inhibitory = src.sign.as_ref().is_some_and(|s| s.value == Sign::Inh);
-        let head = if inhibitory { "tee" } else { "normal" };
-        let label = e.weight().sparsity.as_ref().map(|s| format!(" label=\"sparsity {}\"", s.value)).unwrap_or_default();
-        format!("arrowhead={head}{label}")
-    };
-    let dot = Dot::with_attr_getters(&ir.graph, &[Config::NodeNoLabel, Config::EdgeNoLabel], &edge_attrs, &node_attrs);
+    let edge_attrs =
+        |g: &petgraph::graph::DiGraph<crate::ir::RegionNode, crate::ir::Projection>,
+         e: petgraph::graph::EdgeReference<'_, crate::ir::Projection>| {
+            use petgraph::visit::EdgeRef;
+            let src = &g[e.source()];
+            let inhibitory = src.sign.as_ref().is_some_and(|s| s.value == Sign::Inh);
+            let head = if inhibitory { "tee" } else { "normal" };
+            let label = e
+                .weight()
+                .sparsity
+                .as_ref()
+                .map(|s| format!(" label=\"sparsity {}\"", s.value))
+                .unwrap_or_default();
+            format!("arrowhead={head}{label}")
+        };
+    let dot = Dot::with_attr_getters(
+        &ir.graph,
+        &[Config::NodeNoLabel, Config::EdgeNoLabel],
+        &edge_attrs,
+        &node_attrs,
+    );
     let body = format!("{dot:?}");
     // Name the graph after the network.
-    body.replacen("digraph {", &format!("digraph \"{}\" {{\n    rankdir=LR", escape(&ir.name.value)), 1)
+    body.replacen(
+        "digraph {",
+        &format!("digraph \"{}\" {{\n    rankdir=LR", escape(&ir.name.value)),
+        1,
+    )
 }
 
 fn escape(s: &str) -> String {

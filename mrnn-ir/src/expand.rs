@@ -52,12 +52,22 @@ pub fn generate(lowered: &LoweredDsl) -> TokenStream {
     let warnings: Vec<(Span, String)> = lowered
         .diagnostics
         .iter()
-        .map(|d| (lowered.to_syn_error(d).span(), d.message_with_help_at(lowered.json_prefix(d).as_deref())))
+        .map(|d| {
+            (
+                lowered.to_syn_error(d).span(),
+                d.message_with_help_at(lowered.json_prefix(d).as_deref()),
+            )
+        })
         .collect();
     let tracked = lowered.json.as_ref().map(|j| j.path.display().to_string());
     codegen::generate(
         &arch,
-        &Target { vis: &lowered.vis, name: &lowered.name, docs: &lowered.ir.docs, tracked_file: tracked.as_deref() },
+        &Target {
+            vis: &lowered.vis,
+            name: &lowered.name,
+            docs: &lowered.ir.docs,
+            tracked_file: tracked.as_deref(),
+        },
         &warnings,
     )
 }
@@ -181,14 +191,21 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
             Ok(text) => {
                 let spec = Spec::read(&cx, &text);
                 let ir = lower::from_spec(&cx, &spec.unwrap_or_default(), name);
-                json = Some(JsonSource { path: path.clone(), literal: literal.clone(), report: Report::new(relative, text, Vec::new()) });
+                json = Some(JsonSource {
+                    path: path.clone(),
+                    literal: literal.clone(),
+                    report: Report::new(relative, text, Vec::new()),
+                });
                 ir
             }
             Err(e) => {
                 cx.error_help(
                     Loc::span(literal.span()),
                     format!("cannot read `{relative}`: {e}"),
-                    format!("the path is relative to the crate's manifest directory; looked for `{}`", path.display()),
+                    format!(
+                        "the path is relative to the crate's manifest directory; looked for `{}`",
+                        path.display()
+                    ),
                 );
                 Ir::new(name, crate::model::Settings::DEFAULT)
             }

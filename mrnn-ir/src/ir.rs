@@ -156,7 +156,12 @@ impl Ir {
     }
 
     /// Adds a connection.
-    pub fn add_connection(&mut self, src: RegionId, dst: RegionId, projection: Projection) -> ConnId {
+    pub fn add_connection(
+        &mut self,
+        src: RegionId,
+        dst: RegionId,
+        projection: Projection,
+    ) -> ConnId {
         ConnId(self.graph.add_edge(src.0, dst.0, projection))
     }
 

@@ -36,7 +36,12 @@ pub fn layout(ir: &Ir) -> Architecture {
             }
             RegionKind::Input => {
                 index.insert(id, Source::Input(inputs.len()));
-                inputs.push(InputRegion { name: r.name.value.clone().into(), units, offset: input, sign });
+                inputs.push(InputRegion {
+                    name: r.name.value.clone().into(),
+                    units,
+                    offset: input,
+                    sign,
+                });
                 input += units;
             }
         }
@@ -45,7 +50,11 @@ pub fn layout(ir: &Ir) -> Architecture {
         .connections()
         .filter_map(|(_, src, dst, p)| {
             let Source::Recurrent(dst) = index[&dst] else { return None };
-            Some(Connection { src: index[&src], dst, sparsity: p.sparsity.as_ref().map(|s| s.value) })
+            Some(Connection {
+                src: index[&src],
+                dst,
+                sparsity: p.sparsity.as_ref().map(|s| s.value),
+            })
         })
         .collect();
     Architecture::from_owned_parts(ir.name.value.clone(), ir.settings, regions, inputs, connections)

@@ -57,7 +57,10 @@ pub use expand::{LoweredDsl, expand, expand_pretty, generate, lower_dsl};
 pub use check::Purpose;
 pub use diag::{Ctxt, Diagnostic, Loc, Severity};
 pub use ir::{Ir, Located};
-pub use model::{Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings, Sign, Source};
+pub use model::{
+    Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings,
+    Sign, Source,
+};
 pub use report::Report;
 pub use spec::Spec;
 
@@ -97,7 +100,8 @@ pub fn compile_json(text: &str, file: &str) -> Result<Compiled, Report> {
 /// Compiles a config file from disk (see [`compile_json`]).
 pub fn compile_json_file(path: &std::path::Path) -> Result<Compiled, Report> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Report::single_error(&file, format!("cannot read `{file}`: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Report::single_error(&file, format!("cannot read `{file}`: {e}")))?;
     compile_json(&text, &file)
 }
 
@@ -111,7 +115,10 @@ fn compile_into(cx: Ctxt, spec: &Spec, file: &str, text: &str) -> Result<Compile
     let ir = lower::from_spec(&cx, spec, Located::new(network_name_from_file(file), Loc::Unknown));
     check::check(&cx, &ir, Purpose::Runtime);
     match cx.check() {
-        Ok(warnings) => Ok(Compiled { architecture: layout::layout(&ir), warnings: Report::new(file, text, warnings) }),
+        Ok(warnings) => Ok(Compiled {
+            architecture: layout::layout(&ir),
+            warnings: Report::new(file, text, warnings),
+        }),
         Err(diagnostics) => Err(Report::new(file, text, diagnostics)),
     }
 }

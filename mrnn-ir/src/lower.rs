@@ -53,7 +53,14 @@ pub fn from_spec(cx: &Ctxt, spec: &Spec, name: Located<String>) -> Ir {
         ("input_connections", RegionKind::Input, &spec.input_connections),
     ] {
         for (i, c) in conns.iter().enumerate() {
-            lower_spec_connection(cx, &mut ir, c, &Loc::json(format!("/{list_name}/{i}")), list_name, kind);
+            lower_spec_connection(
+                cx,
+                &mut ir,
+                c,
+                &Loc::json(format!("/{list_name}/{i}")),
+                list_name,
+                kind,
+            );
         }
     }
     ir
@@ -86,7 +93,10 @@ fn region_sign(cx: &Ctxt, sign: Option<&str>, at: &Loc) -> Option<Located<Sign>>
     if let Some(s) = Sign::from_name(text) {
         return Some(Located::new(s, loc));
     }
-    cx.error(loc, format!("unknown sign `{text}`, expected `pos` (excitatory) or `neg` (inhibitory)"));
+    cx.error(
+        loc,
+        format!("unknown sign `{text}`, expected `pos` (excitatory) or `neg` (inhibitory)"),
+    );
     None
 }
 
@@ -120,7 +130,10 @@ fn lower_spec_connection(
             };
             cx.error_help(
                 src_loc.clone(),
-                format!("`{src_name}` is {} region, but this connection is in `{list_name}`", article(kind)),
+                format!(
+                    "`{src_name}` is {} region, but this connection is in `{list_name}`",
+                    article(kind)
+                ),
                 format!("move this connection to `{right}`"),
             );
             return;
@@ -320,7 +333,10 @@ mod dsl {
         let units = match r.size.base10_parse::<i64>() {
             Ok(n) => n,
             Err(_) => {
-                cx.error(Loc::span(r.size.span()), format!("region size `{}` is too large", r.size));
+                cx.error(
+                    Loc::span(r.size.span()),
+                    format!("region size `{}` is too large", r.size),
+                );
                 1
             }
         };
@@ -338,9 +354,13 @@ mod dsl {
         let mut seen: HashSet<String> = HashSet::new();
         for prop in &r.props {
             let key = prop.key.to_string();
-            let group = if Sign::from_name(&key).is_some() { "sign".to_owned() } else { key.clone() };
+            let group =
+                if Sign::from_name(&key).is_some() { "sign".to_owned() } else { key.clone() };
             if !seen.insert(group.clone()) {
-                cx.error(Loc::span(prop.key.span()), format!("region `{}` has more than one `{group}`", r.name));
+                cx.error(
+                    Loc::span(prop.key.span()),
+                    format!("region `{}` has more than one `{group}`", r.name),
+                );
                 continue;
             }
             lower_region_prop(cx, &mut node, prop, kind);
@@ -356,7 +376,9 @@ mod dsl {
             RegionKind::Recurrent => &["exc", "inh", "in", "base_firing", "init", "learnable_bias"],
             RegionKind::Input => &["exc", "inh"],
         };
-        if let Some(sign) = Sign::from_name(&key).filter(|_| matches!(key.as_str(), "exc" | "inh" | "pos" | "neg")) {
+        if let Some(sign) =
+            Sign::from_name(&key).filter(|_| matches!(key.as_str(), "exc" | "inh" | "pos" | "neg"))
+        {
             if prop.value.is_some() {
                 cx.error(key_loc.clone(), format!("the sign `{key}` takes no value"));
             }
@@ -408,10 +430,16 @@ mod dsl {
                     let text = s.to_string();
                     match Sign::from_name(&text) {
                         Some(v) => sign = Some(Located::new(v, Loc::span(s.span()))),
-                        None => cx.error(Loc::span(s.span()), format!("unknown sign `{text}`, expected `exc` or `inh`")),
+                        None => cx.error(
+                            Loc::span(s.span()),
+                            format!("unknown sign `{text}`, expected `exc` or `inh`"),
+                        ),
                     }
                 }
-                ("sparsity", Some(v)) => cx.error(Loc::span(v.span()), "`sparsity` needs a number in [0, 1), as in `sparsity = 0.9`"),
+                ("sparsity", Some(v)) => cx.error(
+                    Loc::span(v.span()),
+                    "`sparsity` needs a number in [0, 1), as in `sparsity = 0.9`",
+                ),
                 ("sign", Some(v)) => cx.error(Loc::span(v.span()), "`sign` needs `exc` or `inh`"),
                 _ => {
                     let valid = ["sparsity", "sign"];
@@ -423,10 +451,16 @@ mod dsl {
                 }
             }
         }
-        let sources: Vec<_> =
-            c.sources.iter().map(|s| (resolve(cx, ir, &s.to_string(), &Loc::span(s.span())), s.span())).collect();
-        let targets: Vec<_> =
-            c.targets.iter().map(|d| (resolve(cx, ir, &d.to_string(), &Loc::span(d.span())), d.span())).collect();
+        let sources: Vec<_> = c
+            .sources
+            .iter()
+            .map(|s| (resolve(cx, ir, &s.to_string(), &Loc::span(s.span())), s.span()))
+            .collect();
+        let targets: Vec<_> = c
+            .targets
+            .iter()
+            .map(|d| (resolve(cx, ir, &d.to_string(), &Loc::span(d.span())), d.span()))
+            .collect();
         for &(src, src_span) in &sources {
             for &(dst, dst_span) in &targets {
                 if let (Some(src), None) = (src, dst) {
@@ -457,7 +491,9 @@ mod dsl {
             let key_loc = Loc::span(setting.key.span());
             if !SETTING_KEYS.contains(&key.as_str()) {
                 let help = match closest(&key, SETTING_KEYS.iter().copied()) {
-                    Some(c) => format!("did you mean `{c}`? valid settings: {}", list(SETTING_KEYS)),
+                    Some(c) => {
+                        format!("did you mean `{c}`? valid settings: {}", list(SETTING_KEYS))
+                    }
                     None => format!("valid settings: {}", list(SETTING_KEYS)),
                 };
                 cx.error_help(key_loc, format!("unknown setting `{key}`"), help);
@@ -467,37 +503,46 @@ mod dsl {
                 cx.error(key_loc, format!("duplicate setting `{key}`"));
                 continue;
             }
-            let result = match key.as_str() {
-                "dynamics" => (|input: ParseStream<'_>| parse_dynamics(input, ir)).parse2(setting.value.clone()),
-                "activation" => (|input: ParseStream<'_>| parse_activation(input, cx, ir)).parse2(setting.value.clone()),
-                "dale" => (|input: ParseStream<'_>| parse_dale(input, ir)).parse2(setting.value.clone()),
-                "noise" => (|input: ParseStream<'_>| parse_noise(input, ir)).parse2(setting.value.clone()),
-                "spectral_radius" => (|input: ParseStream<'_>| {
-                    let n: Number = input.parse()?;
-                    ir.settings.spectral_radius = Some(n.value);
-                    ir.setting_locs.spectral_radius = number_loc(&n);
-                    Ok(())
-                })
-                .parse2(setting.value.clone()),
-                "seed" => (|input: ParseStream<'_>| {
-                    let lit: LitInt = input.parse()?;
-                    ir.settings.seed = lit.base10_parse()?;
-                    Ok(())
-                })
-                .parse2(setting.value.clone()),
-                "batch_first" => (|input: ParseStream<'_>| {
-                    let lit: LitBool = input.parse()?;
-                    ir.settings.batch_first = lit.value;
-                    Ok(())
-                })
-                .parse2(setting.value.clone()),
-                _ => unreachable!("SETTING_KEYS covers every key"),
-            };
+            let result =
+                match key.as_str() {
+                    "dynamics" => (|input: ParseStream<'_>| parse_dynamics(input, ir))
+                        .parse2(setting.value.clone()),
+                    "activation" => (|input: ParseStream<'_>| parse_activation(input, cx, ir))
+                        .parse2(setting.value.clone()),
+                    "dale" => (|input: ParseStream<'_>| parse_dale(input, ir))
+                        .parse2(setting.value.clone()),
+                    "noise" => (|input: ParseStream<'_>| parse_noise(input, ir))
+                        .parse2(setting.value.clone()),
+                    "spectral_radius" => (|input: ParseStream<'_>| {
+                        let n: Number = input.parse()?;
+                        ir.settings.spectral_radius = Some(n.value);
+                        ir.setting_locs.spectral_radius = number_loc(&n);
+                        Ok(())
+                    })
+                    .parse2(setting.value.clone()),
+                    "seed" => (|input: ParseStream<'_>| {
+                        let lit: LitInt = input.parse()?;
+                        ir.settings.seed = lit.base10_parse()?;
+                        Ok(())
+                    })
+                    .parse2(setting.value.clone()),
+                    "batch_first" => (|input: ParseStream<'_>| {
+                        let lit: LitBool = input.parse()?;
+                        ir.settings.batch_first = lit.value;
+                        Ok(())
+                    })
+                    .parse2(setting.value.clone()),
+                    _ => unreachable!("SETTING_KEYS covers every key"),
+                };
             if let Err(e) = result {
                 // Our own messages already say what is wrong; syn's generic ones
                 // ("expected identifier") need the setting's name for context.
                 let message = e.to_string();
-                let message = if message.starts_with("unknown") { message } else { format!("invalid `{key}`: {message}") };
+                let message = if message.starts_with("unknown") {
+                    message
+                } else {
+                    format!("invalid `{key}`: {message}")
+                };
                 cx.error(Loc::span(e.span()), message);
             }
         }
@@ -532,7 +577,9 @@ mod dsl {
                             other => {
                                 return Err(syn::Error::new(
                                     key.span(),
-                                    format!("unknown parameter `{other}` of `leaky`, expected `dt` or `tau`"),
+                                    format!(
+                                        "unknown parameter `{other}` of `leaky`, expected `dt` or `tau`"
+                                    ),
                                 ));
                             }
                         }
@@ -560,7 +607,11 @@ mod dsl {
             None => {
                 let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
                 match closest(&text, names.iter().copied()) {
-                    Some(c) => cx.error_help(Loc::span(name.span()), unknown_activation(&text), format!("did you mean `{c}`?")),
+                    Some(c) => cx.error_help(
+                        Loc::span(name.span()),
+                        unknown_activation(&text),
+                        format!("did you mean `{c}`?"),
+                    ),
                     None => cx.error(Loc::span(name.span()), unknown_activation(&text)),
                 }
             }
@@ -586,7 +637,9 @@ mod dsl {
                 other => {
                     return Err(syn::Error::new(
                         part.span(),
-                        format!("unknown matrix `{other}`, expected `recurrent`, `input`, `recurrent + input` or `none`"),
+                        format!(
+                            "unknown matrix `{other}`, expected `recurrent`, `input`, `recurrent + input` or `none`"
+                        ),
                     ));
                 }
             }
@@ -603,7 +656,10 @@ mod dsl {
                 ir.settings.noise = crate::model::Noise { act: 0.0, inp: 0.0 };
                 return Ok(());
             }
-            return Err(syn::Error::new(word.span(), "expected `(act = 0.01, inp = 0.01)` or `none`"));
+            return Err(syn::Error::new(
+                word.span(),
+                "expected `(act = 0.01, inp = 0.01)` or `none`",
+            ));
         }
         let content;
         syn::parenthesized!(content in input);
@@ -621,7 +677,10 @@ mod dsl {
                     ir.setting_locs.noise_inp = number_loc(&n);
                 }
                 other => {
-                    return Err(syn::Error::new(key.span(), format!("unknown noise level `{other}`, expected `act` or `inp`")));
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown noise level `{other}`, expected `act` or `inp`"),
+                    ));
                 }
             }
             if !content.is_empty() {

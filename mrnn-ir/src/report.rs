@@ -42,14 +42,23 @@ impl Clone for Report {
 impl Report {
     /// A report over `text` read from `file`.
     #[must_use]
-    pub fn new(file: impl Into<String>, text: impl Into<String>, diagnostics: Vec<Diagnostic>) -> Report {
+    pub fn new(
+        file: impl Into<String>,
+        text: impl Into<String>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Report {
         Report { file: file.into(), text: text.into(), diagnostics, json_map: OnceCell::new() }
     }
 
     /// A report with a single error and no source position (unreadable file, say).
     #[must_use]
     pub fn single_error(file: impl Into<String>, message: impl Into<String>) -> Report {
-        let diagnostic = Diagnostic { severity: Severity::Error, message: message.into(), loc: Loc::Unknown, help: None };
+        let diagnostic = Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            loc: Loc::Unknown,
+            help: None,
+        };
         Report::new(file, String::new(), vec![diagnostic])
     }
 
@@ -76,12 +85,19 @@ impl Report {
     pub fn position(&self, loc: &Loc) -> Option<Position> {
         match loc {
             Loc::Unknown => None,
-            Loc::JsonText { line, column } => Some(Position { line: *line, column: *column, len: 1, path: None }),
+            Loc::JsonText { line, column } => {
+                Some(Position { line: *line, column: *column, len: 1, path: None })
+            }
             Loc::Json { pointer, key } => {
                 let map = self.json_map.get_or_init(|| JsonMap::build(&self.text));
                 let offset = map.offset(pointer, *key)?;
                 let (line, column) = line_column(&self.text, offset);
-                Some(Position { line, column, len: json_token_len(&self.text[offset..]), path: Some(pointer_to_path(pointer)) })
+                Some(Position {
+                    line,
+                    column,
+                    len: json_token_len(&self.text[offset..]),
+                    path: Some(pointer_to_path(pointer)),
+                })
             }
             Loc::Tokens { start, end } => span_position(*start, *end),
         }
@@ -111,8 +127,11 @@ impl Report {
                 let path = p.path.as_ref().map(|path| format!(" ({path})")).unwrap_or_default();
                 let _ = writeln!(out, "{pad}--> {}:{}:{}{path}", self.file, p.line, p.column);
                 if let Some(line) = self.text.lines().nth(p.line - 1) {
-                    let caret_pad: String =
-                        line.chars().take(p.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                    let caret_pad: String = line
+                        .chars()
+                        .take(p.column - 1)
+                        .map(|c| if c == '\t' { '\t' } else { ' ' })
+                        .collect();
                     let _ = writeln!(out, "{pad} |");
                     let _ = writeln!(out, "{} | {line}", p.line);
                     let _ = writeln!(out, "{pad} | {caret_pad}{}", "^".repeat(p.len.max(1)));
@@ -142,7 +161,11 @@ impl Report {
                 let level = if d.severity == Severity::Error { "error" } else { "warning" };
                 let at = self.describe_location(&d.loc).unwrap_or_else(|| self.file.clone());
                 let help = d.help.as_ref().map(|h| format!(" (help: {h})")).unwrap_or_default();
-                if at.is_empty() { format!("{level}: {}{help}", d.message) } else { format!("{at}: {level}: {}{help}", d.message) }
+                if at.is_empty() {
+                    format!("{level}: {}{help}", d.message)
+                } else {
+                    format!("{at}: {level}: {}{help}", d.message)
+                }
             })
             .collect()
     }
@@ -163,7 +186,11 @@ impl fmt::Display for Report {
                 f,
                 "{what}: {e} error{}{}",
                 if e == 1 { "" } else { "s" },
-                if w > 0 { format!(", {w} warning{}", if w == 1 { "" } else { "s" }) } else { String::new() }
+                if w > 0 {
+                    format!(", {w} warning{}", if w == 1 { "" } else { "s" })
+                } else {
+                    String::new()
+                }
             ),
         }
     }
@@ -192,7 +219,11 @@ fn json_token_len(text: &str) -> usize {
             len
         }
         Some('{' | '[') | None => 1,
-        Some(_) => text.chars().take_while(|c| !matches!(c, ',' | '}' | ']') && !c.is_whitespace()).count().max(1),
+        Some(_) => text
+            .chars()
+            .take_while(|c| !matches!(c, ',' | '}' | ']') && !c.is_whitespace())
+            .count()
+            .max(1),
     }
 }
 
@@ -218,7 +249,8 @@ mod tests {
 
     #[test]
     fn renders_json_errors_with_caret_and_path() {
-        let text = "{\n  \"recurrent_regions\": [\n    {\"name\": \"a\", \"num_units\": 0}\n  ]\n}\n";
+        let text =
+            "{\n  \"recurrent_regions\": [\n    {\"name\": \"a\", \"num_units\": 0}\n  ]\n}\n";
         let d = Diagnostic {
             severity: Severity::Error,
             message: "region `a` has zero units".into(),

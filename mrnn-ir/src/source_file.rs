@@ -93,7 +93,10 @@ pub fn check_file(text: &str, file: &str, manifest_dir: &Path) -> FileCheck {
             severity: Severity::Error,
             message: "no `mrnn!` invocation in this file".to_owned(),
             loc: Loc::Unknown,
-            help: Some("`mrnn check` takes a JSON config or a Rust file with `mrnn! { ... }` in it".to_owned()),
+            help: Some(
+                "`mrnn check` takes a JSON config or a Rust file with `mrnn! { ... }` in it"
+                    .to_owned(),
+            ),
         });
     }
     for invocation in invocations {

@@ -221,7 +221,9 @@ fn check_keys(cx: &Ctxt, value: &Value, pointer: &str, known: &[&str]) {
         let member = format!("{pointer}/{}", crate::diag::escape_pointer_segment(key));
         let help = match crate::diag::closest(key, known.iter().copied()) {
             Some(c) => format!("did you mean `{c}`? valid keys here: {}", list(known)),
-            None => format!("valid keys here: {} (keys starting with `__` are ignored)", list(known)),
+            None => {
+                format!("valid keys here: {} (keys starting with `__` are ignored)", list(known))
+            }
         };
         cx.error_help(Loc::json_key(member), format!("unknown key `{key}`"), help);
     }

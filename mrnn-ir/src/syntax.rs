@@ -140,7 +140,10 @@ impl Parse for Network {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         let name: Ident = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "expected the network's type name, as in `mrnn! { pub Cbgtcl { ... } }`")
+            syn::Error::new(
+                e.span(),
+                "expected the network's type name, as in `mrnn! { pub Cbgtcl { ... } }`",
+            )
         })?;
         let from = if input.peek(kw::from) {
             input.parse::<kw::from>()?;
@@ -157,7 +160,9 @@ impl Parse for Network {
             }
         }
         if !input.is_empty() {
-            return Err(input.error("unexpected tokens after the network body: one `mrnn!` declares one network"));
+            return Err(input.error(
+                "unexpected tokens after the network body: one `mrnn!` declares one network",
+            ));
         }
         Ok(Network { attrs, vis, name, from, items })
     }
@@ -219,7 +224,10 @@ fn parse_region(input: ParseStream<'_>, keyword: Span) -> syn::Result<Region> {
         ));
     }
     let size: LitInt = content.parse().map_err(|e| {
-        syn::Error::new(e.span(), format!("the size of region `{name}` must be a whole number of units"))
+        syn::Error::new(
+            e.span(),
+            format!("the size of region `{name}` must be a whole number of units"),
+        )
     })?;
     if !content.is_empty() {
         return Err(content.error("expected `]` after the region size"));
@@ -252,9 +260,9 @@ fn parse_region(input: ParseStream<'_>, keyword: Span) -> syn::Result<Region> {
 fn parse_prop(input: ParseStream<'_>) -> syn::Result<Prop> {
     if input.peek(Token![in]) {
         let span = input.parse::<Token![in]>()?.span;
-        let parent: Ident = input
-            .parse()
-            .map_err(|e| syn::Error::new(e.span(), "expected the parent region's name after `in`"))?;
+        let parent: Ident = input.parse().map_err(|e| {
+            syn::Error::new(e.span(), "expected the parent region's name after `in`")
+        })?;
         return Ok(Prop { key: Ident::new("in", span), value: Some(Value::Ident(parent)) });
     }
     let key = input.call(Ident::parse_any).map_err(|e| {
@@ -283,7 +291,8 @@ impl Parse for Value {
 
 impl Parse for Number {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let minus = if input.peek(Token![-]) { Some(input.parse::<Token![-]>()?.span) } else { None };
+        let minus =
+            if input.peek(Token![-]) { Some(input.parse::<Token![-]>()?.span) } else { None };
         let lookahead = input.lookahead1();
         let (value, text, end) = if lookahead.peek(LitFloat) {
             let lit: LitFloat = input.parse()?;
@@ -294,7 +303,8 @@ impl Parse for Number {
         } else {
             return Err(lookahead.error());
         };
-        let (value, text) = if minus.is_some() { (-value, format!("-{text}")) } else { (value, text) };
+        let (value, text) =
+            if minus.is_some() { (-value, format!("-{text}")) } else { (value, text) };
         Ok(Number { value, text, start: minus.unwrap_or(end), end })
     }
 }
@@ -323,7 +333,10 @@ impl Parse for Connection {
             while !content.is_empty() {
                 let key = content.call(Ident::parse_any)?;
                 content.parse::<Token![=]>().map_err(|e| {
-                    syn::Error::new(e.span(), format!("expected `=` after `{key}`, as in `(sparsity = 0.9)`"))
+                    syn::Error::new(
+                        e.span(),
+                        format!("expected `=` after `{key}`, as in `(sparsity = 0.9)`"),
+                    )
                 })?;
                 let value = content.parse()?;
                 options.push(Prop { key, value: Some(value) });
@@ -366,7 +379,10 @@ pub fn doc_lines(attrs: &[Attribute]) -> syn::Result<Vec<String>> {
                 }
             }
         }
-        return Err(syn::Error::new(attr.span(), "only doc comments (`///`) are allowed on an `mrnn!` network"));
+        return Err(syn::Error::new(
+            attr.span(),
+            "only doc comments (`///`) are allowed on an `mrnn!` network",
+        ));
     }
     Ok(docs)
 }

@@ -15,7 +15,10 @@ fn compiles_the_cbgtcl_config() {
     assert_eq!(arch.regions().len(), 8);
     assert_eq!(arch.connections().len(), 21);
     let gpe = arch.region("gpe").unwrap();
-    assert_eq!((gpe.offset, gpe.units, gpe.sign, gpe.base_firing, gpe.init), (100, 50, Sign::Inh, 1.0, 1.0));
+    assert_eq!(
+        (gpe.offset, gpe.units, gpe.sign, gpe.base_firing, gpe.init),
+        (100, 50, Sign::Inh, 1.0, 1.0)
+    );
     let alm_inhib = arch.region("alm_inhib").unwrap();
     assert_eq!(alm_inhib.range(), 340..350);
     let iti = arch.connections().iter().filter(|c| matches!(c.src, Source::Input(0))).count();
@@ -48,7 +51,10 @@ fn reports_every_problem_with_its_location() {
     assert!(out.contains("did you mean `d1`?") || out.contains("did you mean `d2`?"), "{out}");
     assert!(out.contains("region `d1` has zero units"), "{out}");
     assert!(out.contains("sparsity must be between 0 and 1, got `1.5`"), "{out}");
-    assert!(out.contains("CBGTCL.json:") && out.contains("(recurrent_connections[1].dst_region)"), "{out}");
+    assert!(
+        out.contains("CBGTCL.json:") && out.contains("(recurrent_connections[1].dst_region)"),
+        "{out}"
+    );
 }
 
 #[test]
