@@ -1,0 +1,174 @@
+//! Perceptual decision making (random-dot motion, as in Mante et al. 2013 and NeuroGym): during
+//! a fixation period the network must stay quiet; a noisy stimulus then carries weak evidence
+//! for one of two directions; when the fixation cue goes off, the readout must report the
+//! direction (+1 or -1) and hold it.
+
+use candle_core::{Device, Tensor};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::{Task, Trials, expect_output_shape, tensor3};
+use crate::{Error, Result};
+
+/// The two-alternative perceptual decision task.
+///
+/// Inputs: channel 0 is the fixation cue (1 until the response period), channel 1 the evidence
+/// `direction * coherence + noise` during the stimulus period. Output: one channel, target 0
+/// before the response period and `direction` during it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerceptualDecision {
+    /// Steps of fixation before the stimulus.
+    pub fixation: usize,
+    /// Steps of stimulus.
+    pub stimulus: usize,
+    /// Steps between stimulus offset and the go cue.
+    pub delay: usize,
+    /// Steps of response.
+    pub response: usize,
+    /// Coherences drawn uniformly per trial (evidence strength).
+    pub coherences: Vec<f64>,
+    /// Standard deviation of the evidence noise per step.
+    pub noise: f64,
+}
+
+impl Default for PerceptualDecision {
+    fn default() -> Self {
+        PerceptualDecision {
+            fixation: 10,
+            stimulus: 30,
+            delay: 5,
+            response: 15,
+            coherences: vec![0.05, 0.1, 0.2, 0.4],
+            noise: 0.5,
+        }
+    }
+}
+
+impl PerceptualDecision {
+    /// Checks the periods and coherences.
+    pub fn validate(&self) -> Result<()> {
+        if self.stimulus == 0 || self.response == 0 {
+            return Err(Error::Invalid(
+                "the decision task needs a stimulus and a response period of at least 1 step"
+                    .to_owned(),
+            ));
+        }
+        if self.coherences.is_empty() || self.coherences.iter().any(|c| !c.is_finite() || *c < 0.0)
+        {
+            return Err(Error::Invalid(format!(
+                "coherences must be non-negative numbers, got {:?}",
+                self.coherences
+            )));
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "noise must be zero or positive, got {}",
+                self.noise
+            )));
+        }
+        Ok(())
+    }
+
+    fn response_start(&self) -> usize {
+        self.fixation + self.stimulus + self.delay
+    }
+}
+
+impl Task for PerceptualDecision {
+    fn name(&self) -> &'static str {
+        "decision"
+    }
+
+    fn input_size(&self) -> usize {
+        2
+    }
+
+    fn output_size(&self) -> usize {
+        1
+    }
+
+    fn steps(&self) -> usize {
+        self.response_start() + self.response
+    }
+
+    fn sample(&self, batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Trials> {
+        self.validate()?;
+        let t_len = self.steps();
+        let go = self.response_start();
+        let noise = Normal::new(0.0, self.noise).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut input = vec![0f32; batch * t_len * 2];
+        let mut target = vec![0f32; batch * t_len];
+        for b in 0..batch {
+            let direction = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            let coherence = self.coherences[rng.random_range(0..self.coherences.len())];
+            for t in 0..t_len {
+                let row = b * t_len + t;
+                input[row * 2] = if t < go { 1.0 } else { 0.0 };
+                if (self.fixation..self.fixation + self.stimulus).contains(&t) {
+                    input[row * 2 + 1] = (direction * coherence + noise.sample(rng)) as f32;
+                }
+                if t >= go {
+                    target[row] = direction as f32;
+                }
+            }
+        }
+        let mask = Tensor::ones((batch, t_len, 1), candle_core::DType::F32, device)?;
+        Ok(Trials {
+            input: tensor3(input, batch, t_len, 2, device)?,
+            target: tensor3(target, batch, t_len, 1, device)?,
+            mask,
+        })
+    }
+
+    /// Choice accuracy: the fraction of trials whose mean readout over the response period has
+    /// the sign of the correct direction.
+    fn accuracy(&self, output: &Tensor, trials: &Trials) -> Result<f64> {
+        expect_output_shape(output, trials)?;
+        let go = self.response_start();
+        let choice = output.narrow(1, go, self.response)?.mean(1)?;
+        let truth = trials.target.narrow(1, go, 1)?.squeeze(1)?;
+        let correct = choice.mul(&truth)?.gt(0f64)?.to_dtype(candle_core::DType::F32)?;
+        Ok(f64::from(correct.mean_all()?.to_scalar::<f32>()?))
+    }
+
+    fn accuracy_name(&self) -> &'static str {
+        "choice_accuracy"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn periods_and_targets() {
+        let task = PerceptualDecision { noise: 0.0, ..PerceptualDecision::default() };
+        let trials = task.sample(8, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).unwrap();
+        let input: Vec<Vec<Vec<f32>>> = trials.input.to_vec3().unwrap();
+        let target: Vec<Vec<Vec<f32>>> = trials.target.to_vec3().unwrap();
+        let go = task.response_start();
+        for b in 0..8 {
+            let evidence = input[b][task.fixation][1];
+            assert!(evidence != 0.0);
+            for t in 0..task.steps() {
+                assert_eq!(input[b][t][0], if t < go { 1.0 } else { 0.0 });
+                let expected = if t >= go { evidence.signum() } else { 0.0 };
+                assert_eq!(
+                    target[b][t][0], expected,
+                    "without noise the evidence has the answer's sign"
+                );
+            }
+        }
+        assert!((task.accuracy(&trials.target, &trials).unwrap() - 1.0).abs() < 1e-12);
+        assert!(task.accuracy(&trials.target.neg().unwrap(), &trials).unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        let task = PerceptualDecision { coherences: vec![], ..PerceptualDecision::default() };
+        assert!(task.sample(1, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Tasks: seeded generators of input/target trials and their accuracy metrics, the data side of
+//! training. Every task draws from a ChaCha RNG the caller owns, so the same seed gives the same
+//! trials on every machine (and a resumed run continues the same data stream).
+
+mod decision;
+mod flip_flop;
+
+pub use decision::PerceptualDecision;
+pub use flip_flop::FlipFlop;
+
+use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+use crate::Result;
+
+/// A batch of trials, batch first: `input` `[B, T, I]`, `target` `[B, T, O]`, and `mask`
+/// `[B, T, O]` (1 where the loss counts, 0 where it does not).
+#[derive(Clone, Debug)]
+pub struct Trials {
+    /// Network input.
+    pub input: Tensor,
+    /// Desired readout.
+    pub target: Tensor,
+    /// Loss weights (the time mask).
+    pub mask: Tensor,
+}
+
+/// A task the network can be trained on.
+pub trait Task: std::fmt::Debug {
+    /// Short name for logs and files (`flip-flop`).
+    fn name(&self) -> &'static str;
+    /// Input channels `I` the network must have.
+    fn input_size(&self) -> usize;
+    /// Readout channels `O`.
+    fn output_size(&self) -> usize;
+    /// Steps per trial.
+    fn steps(&self) -> usize;
+    /// Draws `batch` trials.
+    fn sample(&self, batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Trials>;
+    /// Fraction of correct answers of `output` (`[B, T, O]`) on `trials`: the task's own
+    /// accuracy (sign accuracy for the flip-flop, choice accuracy for decisions).
+    fn accuracy(&self, output: &Tensor, trials: &Trials) -> Result<f64>;
+    /// What [`Task::accuracy`] measures, for reports (`sign_accuracy`).
+    fn accuracy_name(&self) -> &'static str;
+}
+
+/// Builds a `[B, T, C]` tensor from row-major values.
+fn tensor3(
+    values: Vec<f32>,
+    batch: usize,
+    steps: usize,
+    channels: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    Ok(Tensor::from_vec(values, (batch, steps, channels), &Device::Cpu)?.to_device(device)?)
+}
+
+/// Checks that a readout has the task's shape before measuring it.
+fn expect_output_shape(output: &Tensor, trials: &Trials) -> Result<()> {
+    if output.dims() != trials.target.dims() {
+        return Err(crate::Error::Shape {
+            what: "task output".to_owned(),
+            expected: format!("{:?} (the target's shape)", trials.target.dims()),
+            got: output.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
