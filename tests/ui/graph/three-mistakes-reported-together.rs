@@ -1,0 +1,12 @@
+use mrnn_runtime::mrnn;
+
+mrnn! {
+    pub Net {
+        region a[3]: exc;
+        region b[0]: exc; //~ ERROR region `b` has zero units
+        a -> c; //~ ERROR unknown region `c`
+        a -> a (sparsity = 1.5); //~ ERROR sparsity must be between 0 and 1, got `1.5`
+    }
+}
+
+fn main() {}
