@@ -6,20 +6,39 @@
 //! dynamics, region queries and checkpoints.
 #![warn(missing_docs)]
 
+pub mod activation;
+pub mod checkpoint;
+pub mod compat;
+pub mod config;
+mod dynamics;
 pub mod error;
+pub mod init;
+pub mod linalg;
+pub mod masks;
 pub mod network;
+pub mod noise;
+pub mod pth;
+pub mod readout;
+mod regions;
+pub mod threads;
 
 pub use candle_core::{DType, Device, Tensor, Var};
+pub use config::Overrides;
 pub use error::{Error, Result};
+pub use masks::Matrix;
 pub use mrnn_ir::{Activation, Architecture, Dynamics, Settings, Sign};
 pub use mrnn_macros::mrnn;
 pub use network::{Forward, Network, Trajectory};
+pub use pth::StateDict;
+pub use readout::Readout;
+pub use threads::ensure_threads;
 
 /// What generated code needs and users never name. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use mrnn_ir::model::{
-        Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings, Sign, Source,
+        Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings,
+        Sign, Source,
     };
     pub use std::borrow::Cow;
 }

@@ -1,0 +1,70 @@
+//! Dense linear algebra that candle lacks (eigenvalues), done in `f64` with nalgebra on the host.
+
+use candle_core::{DType, Tensor};
+use nalgebra::{Complex, DMatrix};
+
+use crate::{Error, Result};
+
+/// Copies a 2-D tensor into an `f64` nalgebra matrix (on the host).
+pub fn to_dmatrix(t: &Tensor) -> Result<DMatrix<f64>> {
+    let (rows, cols) = t.dims2()?;
+    let data = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    // candle is row-major, nalgebra column-major.
+    Ok(DMatrix::from_row_slice(rows, cols, &data))
+}
+
+/// The eigenvalues of a square matrix, through the real Schur decomposition.
+pub fn eigenvalues(t: &Tensor) -> Result<Vec<Complex<f64>>> {
+    let m = to_dmatrix(t)?;
+    let n = m.nrows();
+    if n != m.ncols() {
+        return Err(Error::Shape {
+            what: "matrix for eigenvalues".into(),
+            expected: "a square matrix".into(),
+            got: vec![m.nrows(), m.ncols()],
+        });
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if m.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Invalid(
+            "cannot compute eigenvalues: the matrix has NaN or infinite entries".into(),
+        ));
+    }
+    // A generous iteration cap: nalgebra's Schur loops until it converges when given 0, and a
+    // pathological matrix must give an error rather than hang.
+    let schur = nalgebra::Schur::try_new(m, f64::EPSILON, 1000 * n.max(10)).ok_or_else(|| {
+        Error::Invalid(format!("the Schur decomposition of a {n}x{n} matrix did not converge"))
+    })?;
+    Ok(schur.complex_eigenvalues().iter().copied().collect())
+}
+
+/// The largest modulus of the eigenvalues of a square matrix (0 for an empty one).
+pub fn spectral_radius(t: &Tensor) -> Result<f64> {
+    Ok(eigenvalues(t)?.iter().map(|z| z.norm()).fold(0.0, f64::max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn rotation_has_unit_radius_and_complex_pair() {
+        // [[0, -2], [2, 0]] has eigenvalues +-2i.
+        let t = Tensor::from_vec(vec![0f32, -2.0, 2.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        let ev = eigenvalues(&t).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert!(ev.iter().all(|z| z.re.abs() < 1e-12 && (z.im.abs() - 2.0).abs() < 1e-12));
+        assert!((spectral_radius(&t).unwrap() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_non_square_and_nan() {
+        let t = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(eigenvalues(&t), Err(Error::Shape { .. })));
+        let t = Tensor::from_vec(vec![f32::NAN, 0.0, 0.0, 1.0], (2, 2), &Device::Cpu).unwrap();
+        assert!(matches!(eigenvalues(&t), Err(Error::Invalid(_))));
+    }
+}
