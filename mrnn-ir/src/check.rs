@@ -342,14 +342,13 @@ fn check_setting_values(cx: &Ctxt, ir: &Ir) {
             );
         }
     }
-    if let Some(rho) = spectral_radius {
-        if !(rho.is_finite() && rho > 0.0) {
+    if let Some(rho) = spectral_radius
+        && !(rho.is_finite() && rho > 0.0) {
             cx.error(
                 locs.spectral_radius.clone(),
                 format!("spectral_radius must be positive, got `{rho}`"),
             );
         }
-    }
 }
 
 // An input region must project somewhere: otherwise its part of the input is silently ignored.

@@ -55,98 +55,9 @@ pub fn generate(
     let input = arch.input_size();
     let seed = arch.settings().seed;
     let name_str = arch.name();
-    let settings = settings_tokens(&arch.settings());
-    let regions = arch.regions().iter().map(|r| {
-        let n = r.name.as_ref();
-        let units = Literal::usize_unsuffixed(r.units);
-        let offset = Literal::usize_unsuffixed(r.offset);
-        let sign = sign_tokens(r.sign);
-        let base_firing = float(r.base_firing);
-        let init = float(r.init);
-        let parent = match &r.parent {
-            Some(parent) => {
-                let parent = parent.as_ref();
-                quote!(::core::option::Option::Some(#p::Cow::Borrowed(#parent)))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        let learnable = r.learnable_bias;
-        quote! {
-            #p::Region {
-                name: #p::Cow::Borrowed(#n),
-                units: #units,
-                offset: #offset,
-                sign: #sign,
-                base_firing: #base_firing,
-                init: #init,
-                parent: #parent,
-                learnable_bias: #learnable,
-            }
-        }
-    });
-    let inputs = arch.inputs().iter().map(|r| {
-        let n = r.name.as_ref();
-        let units = Literal::usize_unsuffixed(r.units);
-        let offset = Literal::usize_unsuffixed(r.offset);
-        let sign = sign_tokens(r.sign);
-        quote!(#p::InputRegion { name: #p::Cow::Borrowed(#n), units: #units, offset: #offset, sign: #sign })
-    });
-    let connections = arch.connections().iter().map(|c| {
-        let src = match c.src {
-            Source::Recurrent(i) => {
-                let i = Literal::usize_unsuffixed(i);
-                quote!(#p::Source::Recurrent(#i))
-            }
-            Source::Input(i) => {
-                let i = Literal::usize_unsuffixed(i);
-                quote!(#p::Source::Input(#i))
-            }
-        };
-        let dst = Literal::usize_unsuffixed(c.dst);
-        let sparsity = match c.sparsity {
-            Some(s) => {
-                let s = float(s);
-                quote!(::core::option::Option::Some(#s))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        quote!(#p::Connection { src: #src, dst: #dst, sparsity: #sparsity })
-    });
-    let region_consts = arch.regions().iter().map(|r| {
-        let ident = format_ident!("{}", const_name(&r.name));
-        let (start, end) = (r.offset, r.offset + r.units);
-        let (start_lit, end_lit) =
-            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
-        let doc = format!(
-            " `{}`: {} {} unit{}, hidden units `{start}..{end}`{}.",
-            r.name,
-            r.units,
-            r.sign.describe(),
-            plural(r.units),
-            r.parent.as_ref().map(|p| format!(" (part of `{p}`)")).unwrap_or_default()
-        );
-        quote! {
-            #[doc = #doc]
-            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
-        }
-    });
-    let input_consts = arch.inputs().iter().map(|r| {
-        let ident = format_ident!("{}", const_name(&r.name));
-        let (start, end) = (r.offset, r.offset + r.units);
-        let (start_lit, end_lit) =
-            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
-        let doc = format!(
-            " `{}`: input region, {} {} unit{}, input units `{start}..{end}`.",
-            r.name,
-            r.units,
-            r.sign.describe(),
-            plural(r.units)
-        );
-        quote! {
-            #[doc = #doc]
-            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
-        }
-    });
+    let settings = settings_tokens(arch.settings());
+    let (regions, inputs, connections) = table_tokens(arch);
+    let range_consts = range_consts(arch);
     let tracked = target.tracked_file.map(|path| {
         quote! {
             // Makes cargo rebuild this crate when the config changes.
@@ -175,8 +86,7 @@ pub fn generate(
             pub const INPUT: usize = #input;
             #[doc = #seed_doc]
             pub const SEED: u64 = #seed;
-            #(#region_consts)*
-            #(#input_consts)*
+            #range_consts
             /// The checked architecture: regions with their offsets, connections, settings.
             pub const ARCHITECTURE: #p::Architecture = #p::Architecture::__from_checked_parts(
                 #name_str,
@@ -187,9 +97,9 @@ pub fn generate(
                 #hidden,
                 #input,
             );
-            const __MRNN_REGIONS: &'static [#p::Region] = &[#(#regions),*];
-            const __MRNN_INPUTS: &'static [#p::InputRegion] = &[#(#inputs),*];
-            const __MRNN_CONNECTIONS: &'static [#p::Connection] = &[#(#connections),*];
+            const __MRNN_REGIONS: &'static [#p::Region] = &[#regions];
+            const __MRNN_INPUTS: &'static [#p::InputRegion] = &[#inputs];
+            const __MRNN_CONNECTIONS: &'static [#p::Connection] = &[#connections];
         }
 
         #api
@@ -274,7 +184,7 @@ fn api_surface(name: &Ident, fallback: bool) -> TokenStream {
 /// methods (bodies `unreachable!()`, never run because the crate does not compile) so that uses
 /// of the type do not add errors of their own.
 #[must_use]
-pub fn fallback(vis: &Visibility, name: &Ident, errors: TokenStream) -> TokenStream {
+pub fn fallback(vis: &Visibility, name: &Ident, errors: &TokenStream) -> TokenStream {
     let rt = runtime_path();
     let api = api_surface(name, true);
     quote! {
@@ -439,7 +349,7 @@ fn type_docs(arch: &Architecture, user: &[String]) -> Vec<String> {
 
 /// Pretty-prints generated tokens as a Rust file (for `mrnn expand` and snapshots).
 #[must_use]
-pub fn pretty(tokens: TokenStream) -> String {
+pub fn pretty(tokens: &TokenStream) -> String {
     match syn::parse2::<syn::File>(tokens.clone()) {
         Ok(file) => prettyplease::unparse(&file),
         // Never expected: generated code always parses. Fall back to the raw tokens.
@@ -468,5 +378,107 @@ pub fn span_warnings(warnings: &[Diagnostic], fallback_span: Span) -> Vec<(Span,
 pub fn expand_architecture(arch: &Architecture, type_name: &str, docs: &[String]) -> String {
     let vis = Visibility::Public(<syn::Token![pub]>::default());
     let name = Ident::new(type_name, Span::call_site());
-    pretty(generate(arch, &Target { vis: &vis, name: &name, docs, tracked_file: None }, &[]))
+    pretty(&generate(arch, &Target { vis: &vis, name: &name, docs, tracked_file: None }, &[]))
+}
+
+/// The architecture's regions, inputs and connections as comma-separated struct literals.
+fn table_tokens(arch: &Architecture) -> (TokenStream, TokenStream, TokenStream) {
+    let p = private_path();
+    let regions = arch.regions().iter().map(|r| {
+        let n = r.name.as_ref();
+        let units = Literal::usize_unsuffixed(r.units);
+        let offset = Literal::usize_unsuffixed(r.offset);
+        let sign = sign_tokens(r.sign);
+        let base_firing = float(r.base_firing);
+        let init = float(r.init);
+        let parent = match &r.parent {
+            Some(parent) => {
+                let parent = parent.as_ref();
+                quote!(::core::option::Option::Some(#p::Cow::Borrowed(#parent)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let learnable = r.learnable_bias;
+        quote! {
+            #p::Region {
+                name: #p::Cow::Borrowed(#n),
+                units: #units,
+                offset: #offset,
+                sign: #sign,
+                base_firing: #base_firing,
+                init: #init,
+                parent: #parent,
+                learnable_bias: #learnable,
+            }
+        }
+    });
+    let inputs = arch.inputs().iter().map(|r| {
+        let n = r.name.as_ref();
+        let units = Literal::usize_unsuffixed(r.units);
+        let offset = Literal::usize_unsuffixed(r.offset);
+        let sign = sign_tokens(r.sign);
+        quote!(#p::InputRegion { name: #p::Cow::Borrowed(#n), units: #units, offset: #offset, sign: #sign })
+    });
+    let connections = arch.connections().iter().map(|c| {
+        let src = match c.src {
+            Source::Recurrent(i) => {
+                let i = Literal::usize_unsuffixed(i);
+                quote!(#p::Source::Recurrent(#i))
+            }
+            Source::Input(i) => {
+                let i = Literal::usize_unsuffixed(i);
+                quote!(#p::Source::Input(#i))
+            }
+        };
+        let dst = Literal::usize_unsuffixed(c.dst);
+        let sparsity = match c.sparsity {
+            Some(s) => {
+                let s = float(s);
+                quote!(::core::option::Option::Some(#s))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(#p::Connection { src: #src, dst: #dst, sparsity: #sparsity })
+    });
+    (quote!(#(#regions),*), quote!(#(#inputs),*), quote!(#(#connections),*))
+}
+
+/// One documented `Range<usize>` constant per region (hidden units) and input region (input units).
+fn range_consts(arch: &Architecture) -> TokenStream {
+    let region_consts = arch.regions().iter().map(|r| {
+        let ident = format_ident!("{}", const_name(&r.name));
+        let (start, end) = (r.offset, r.offset + r.units);
+        let (start_lit, end_lit) =
+            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
+        let doc = format!(
+            " `{}`: {} {} unit{}, hidden units `{start}..{end}`{}.",
+            r.name,
+            r.units,
+            r.sign.describe(),
+            plural(r.units),
+            r.parent.as_ref().map(|p| format!(" (part of `{p}`)")).unwrap_or_default()
+        );
+        quote! {
+            #[doc = #doc]
+            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
+        }
+    });
+    let input_consts = arch.inputs().iter().map(|r| {
+        let ident = format_ident!("{}", const_name(&r.name));
+        let (start, end) = (r.offset, r.offset + r.units);
+        let (start_lit, end_lit) =
+            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
+        let doc = format!(
+            " `{}`: input region, {} {} unit{}, input units `{start}..{end}`.",
+            r.name,
+            r.units,
+            r.sign.describe(),
+            plural(r.units)
+        );
+        quote! {
+            #[doc = #doc]
+            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
+        }
+    });
+    quote!(#(#region_consts)* #(#input_consts)*)
 }

@@ -28,7 +28,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
             let errors = e.to_compile_error();
             // Keep the type name, when it can be read, so uses of the type add no errors.
             return match syn::parse2::<Head>(input) {
-                Ok(head) => codegen::fallback(&head.vis, &head.name, errors),
+                Ok(head) => codegen::fallback(&head.vis, &head.name, &errors),
                 Err(_) => errors,
             };
         }
@@ -46,7 +46,7 @@ pub fn generate(lowered: &LoweredDsl) -> TokenStream {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .map(|d| lowered.to_syn_error(d).to_compile_error());
-        return codegen::fallback(&lowered.vis, &lowered.name, quote!(#(#errors)*));
+        return codegen::fallback(&lowered.vis, &lowered.name, &quote!(#(#errors)*));
     }
     let arch = layout::layout(&lowered.ir);
     let warnings: Vec<(Span, String)> = lowered
@@ -75,7 +75,7 @@ pub fn generate(lowered: &LoweredDsl) -> TokenStream {
 /// Expands and pretty-prints (for `mrnn expand` and the expansion snapshots).
 #[must_use]
 pub fn expand_pretty(input: TokenStream) -> String {
-    codegen::pretty(expand(input))
+    codegen::pretty(&expand(input))
 }
 
 /// The `attrs vis Name` prefix of an invocation, read when the rest fails to parse.

@@ -188,6 +188,10 @@ impl Ir {
     }
 
     /// All connections in declaration order, as (id, source, destination, projection).
+    ///
+    /// # Panics
+    ///
+    /// Never: every edge index comes from this graph.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, RegionId, RegionId, &Projection)> {
         self.graph.edge_indices().map(|e| {
             let (s, d) = self.graph.edge_endpoints(e).expect("edge index from this graph");

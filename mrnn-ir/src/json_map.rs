@@ -2,7 +2,7 @@
 //! every member's key) starts, indexed by JSON pointer, so a diagnostic that names
 //! `/recurrent_connections/3/src_region` can be shown at its line and column.
 //!
-//! serde_json parses the document (and reports syntax errors with positions); this map is only
+//! `serde_json` parses the document (and reports syntax errors with positions); this map is only
 //! built for text that already parsed, and only when a diagnostic has to be rendered.
 
 use std::collections::HashMap;
@@ -29,11 +29,10 @@ impl JsonMap {
     /// the closest enclosing value that exists (a missing key points at its object).
     #[must_use]
     pub fn offset(&self, pointer: &str, key: bool) -> Option<usize> {
-        if key {
-            if let Some(&o) = self.keys.get(pointer) {
+        if key
+            && let Some(&o) = self.keys.get(pointer) {
                 return Some(o);
             }
-        }
         let mut p = pointer;
         loop {
             if let Some(&o) = self.values.get(p) {
@@ -64,7 +63,10 @@ impl Scanner<'_> {
 
     fn value(&mut self, pointer: String) {
         self.skip_ws();
-        self.map.values.insert(pointer.clone(), self.pos);
+        let start = self.pos;
+        let nested = pointer.clone();
+        self.map.values.insert(pointer, start);
+        let pointer = nested;
         match self.peek() {
             Some(b'{') => self.object(&pointer),
             Some(b'[') => self.array(&pointer),

@@ -80,8 +80,7 @@ pub fn read_spec(text: &str, file: &str) -> Result<Spec, Report> {
     let spec = Spec::read(&cx, text);
     match (cx.check(), spec) {
         (Ok(_), Some(spec)) => Ok(spec),
-        (Err(diagnostics), _) => Err(Report::new(file, text, diagnostics)),
-        (Ok(diagnostics), None) => Err(Report::new(file, text, diagnostics)),
+        (Err(diagnostics) | Ok(diagnostics), _) => Err(Report::new(file, text, diagnostics)),
     }
 }
 
@@ -125,6 +124,7 @@ fn compile_into(cx: Ctxt, spec: &Spec, file: &str, text: &str) -> Result<Compile
 
 /// Lowers and checks a spec, returning the IR even when it has errors (for tools such as `mrnn
 /// dot` that show a network as written) together with every diagnostic.
+#[must_use] 
 pub fn lower_spec(spec: &Spec, name: &str) -> (Ir, Vec<Diagnostic>) {
     let cx = Ctxt::new();
     let ir = lower::from_spec(&cx, spec, Located::new(name.to_owned(), Loc::Unknown));

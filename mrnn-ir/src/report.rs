@@ -30,7 +30,8 @@ pub struct Report {
     pub text: String,
     /// Errors and warnings in the order they were found.
     pub diagnostics: Vec<Diagnostic>,
-    json_map: OnceCell<JsonMap>,
+    // Boxed: built only when a JSON diagnostic is rendered, and keeps `Report` small in `Err`s.
+    json_map: OnceCell<Box<JsonMap>>,
 }
 
 impl Clone for Report {
@@ -89,7 +90,7 @@ impl Report {
                 Some(Position { line: *line, column: *column, len: 1, path: None })
             }
             Loc::Json { pointer, key } => {
-                let map = self.json_map.get_or_init(|| JsonMap::build(&self.text));
+                let map = self.json_map.get_or_init(|| Box::new(JsonMap::build(&self.text)));
                 let offset = map.offset(pointer, *key)?;
                 let (line, column) = line_column(&self.text, offset);
                 Some(Position {

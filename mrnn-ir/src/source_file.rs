@@ -133,7 +133,7 @@ fn error_at(e: &syn::Error, message: String) -> Diagnostic {
 mod tests {
     use super::*;
 
-    const FILE: &str = r#"
+    const FILE: &str = r"
 use mrnn_runtime::mrnn;
 
 mrnn! {
@@ -153,7 +153,7 @@ fn main() {
         }
     }
 }
-"#;
+";
 
     #[test]
     fn finds_nested_invocations_and_locates_errors() {

@@ -204,6 +204,10 @@ impl Spec {
     }
 
     /// Writes the config as pretty JSON, in mRNNTorch's format.
+    ///
+    /// # Panics
+    ///
+    /// Never: every field serializes (`serde_json` only fails on maps with non-string keys).
     #[must_use]
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("a Spec always serializes")
@@ -232,9 +236,12 @@ fn check_keys(cx: &Ctxt, value: &Value, pointer: &str, known: &[&str]) {
 fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
-    for segment in path.iter() {
+    for segment in path {
         match segment {
-            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Seq { index } => {
+                pointer.push('/');
+                pointer.push_str(&index.to_string());
+            }
             Segment::Map { key } => {
                 pointer.push('/');
                 pointer.push_str(&crate::diag::escape_pointer_segment(key));
@@ -260,9 +267,79 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// serde_json appends " at line L column C" to its messages; the location is shown separately.
+/// `serde_json` appends " at line L column C" to its messages; the location is shown separately.
 fn strip_position(message: &str) -> &str {
     message.rfind(" at line ").map_or(message, |i| &message[..i])
+}
+
+impl Spec {
+    /// The config of a checked architecture, with every setting spelled out in `"model"` (for
+    /// checkpoint metadata, `mrnn convert` and exports). Compiling it gives back the same
+    /// architecture.
+    #[must_use]
+    pub fn from_architecture(arch: &crate::model::Architecture) -> Spec {
+        use crate::model::{Dynamics, Source};
+        let s = arch.settings();
+        let connection = |c: &crate::model::Connection| ConnectionSpec {
+            src_region: Some(arch.source_name(c.src).to_owned()),
+            dst_region: Some(arch.regions()[c.dst].name.to_string()),
+            sparsity: c.sparsity,
+            sign: None,
+        };
+        let (dt, tau) = match s.dynamics {
+            Dynamics::Leaky { dt, tau } => (Some(dt), Some(tau)),
+            Dynamics::Elman => (None, None),
+        };
+        Spec {
+            recurrent_regions: arch
+                .regions()
+                .iter()
+                .map(|r| RegionSpec {
+                    name: Some(r.name.to_string()),
+                    num_units: Some(i64::try_from(r.units).unwrap_or(i64::MAX)),
+                    sign: Some(r.sign.spec_name().to_owned()),
+                    base_firing: Some(r.base_firing),
+                    init: Some(r.init),
+                    parent_region: r.parent.as_ref().map(ToString::to_string),
+                    learnable_bias: Some(r.learnable_bias),
+                })
+                .collect(),
+            input_regions: arch
+                .inputs()
+                .iter()
+                .map(|r| InputRegionSpec {
+                    name: Some(r.name.to_string()),
+                    num_units: Some(i64::try_from(r.units).unwrap_or(i64::MAX)),
+                    sign: Some(r.sign.spec_name().to_owned()),
+                })
+                .collect(),
+            recurrent_connections: arch
+                .connections()
+                .iter()
+                .filter(|c| matches!(c.src, Source::Recurrent(_)))
+                .map(connection)
+                .collect(),
+            input_connections: arch
+                .connections()
+                .iter()
+                .filter(|c| matches!(c.src, Source::Input(_)))
+                .map(connection)
+                .collect(),
+            model: Some(ModelSpec {
+                dynamics: Some(s.dynamics.name().to_owned()),
+                dt,
+                tau,
+                activation: Some(s.activation.name().to_owned()),
+                rec_constrained: Some(s.dale.recurrent),
+                inp_constrained: Some(s.dale.input),
+                noise_level_act: Some(s.noise.act),
+                noise_level_inp: Some(s.noise.inp),
+                spectral_radius: s.spectral_radius,
+                batch_first: Some(s.batch_first),
+                seed: Some(s.seed),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -328,75 +405,5 @@ mod tests {
         let spec = spec.unwrap();
         let (again, _) = read(&spec.to_json_pretty());
         assert_eq!(again.unwrap(), spec);
-    }
-}
-
-impl Spec {
-    /// The config of a checked architecture, with every setting spelled out in `"model"` (for
-    /// checkpoint metadata, `mrnn convert` and exports). Compiling it gives back the same
-    /// architecture.
-    #[must_use]
-    pub fn from_architecture(arch: &crate::model::Architecture) -> Spec {
-        use crate::model::{Dynamics, Source};
-        let s = arch.settings();
-        let connection = |c: &crate::model::Connection| ConnectionSpec {
-            src_region: Some(arch.source_name(c.src).to_owned()),
-            dst_region: Some(arch.regions()[c.dst].name.to_string()),
-            sparsity: c.sparsity,
-            sign: None,
-        };
-        let (dt, tau) = match s.dynamics {
-            Dynamics::Leaky { dt, tau } => (Some(dt), Some(tau)),
-            Dynamics::Elman => (None, None),
-        };
-        Spec {
-            recurrent_regions: arch
-                .regions()
-                .iter()
-                .map(|r| RegionSpec {
-                    name: Some(r.name.to_string()),
-                    num_units: Some(r.units as i64),
-                    sign: Some(r.sign.spec_name().to_owned()),
-                    base_firing: Some(r.base_firing),
-                    init: Some(r.init),
-                    parent_region: r.parent.as_ref().map(ToString::to_string),
-                    learnable_bias: Some(r.learnable_bias),
-                })
-                .collect(),
-            input_regions: arch
-                .inputs()
-                .iter()
-                .map(|r| InputRegionSpec {
-                    name: Some(r.name.to_string()),
-                    num_units: Some(r.units as i64),
-                    sign: Some(r.sign.spec_name().to_owned()),
-                })
-                .collect(),
-            recurrent_connections: arch
-                .connections()
-                .iter()
-                .filter(|c| matches!(c.src, Source::Recurrent(_)))
-                .map(connection)
-                .collect(),
-            input_connections: arch
-                .connections()
-                .iter()
-                .filter(|c| matches!(c.src, Source::Input(_)))
-                .map(connection)
-                .collect(),
-            model: Some(ModelSpec {
-                dynamics: Some(s.dynamics.name().to_owned()),
-                dt,
-                tau,
-                activation: Some(s.activation.name().to_owned()),
-                rec_constrained: Some(s.dale.recurrent),
-                inp_constrained: Some(s.dale.input),
-                noise_level_act: Some(s.noise.act),
-                noise_level_inp: Some(s.noise.inp),
-                spectral_radius: s.spectral_radius,
-                batch_first: Some(s.batch_first),
-                seed: Some(s.seed),
-            }),
-        }
     }
 }

@@ -371,14 +371,12 @@ fn parse_names(input: ParseStream<'_>, what: &str) -> syn::Result<Vec<Ident>> {
 pub fn doc_lines(attrs: &[Attribute]) -> syn::Result<Vec<String>> {
     let mut docs = Vec::new();
     for attr in attrs {
-        if attr.path().is_ident("doc") {
-            if let syn::Meta::NameValue(nv) = &attr.meta {
-                if let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
+        if attr.path().is_ident("doc")
+            && let syn::Meta::NameValue(nv) = &attr.meta
+                && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
                     docs.push(s.value());
                     continue;
                 }
-            }
-        }
         return Err(syn::Error::new(
             attr.span(),
             "only doc comments (`///`) are allowed on an `mrnn!` network",

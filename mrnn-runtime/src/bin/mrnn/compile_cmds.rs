@@ -127,7 +127,7 @@ pub(crate) fn expand(args: &ExpandArgs) -> Result<(), Failure> {
         }
     };
     for l in &lowered {
-        println!("{}", mrnn_ir::codegen::pretty(mrnn_ir::generate(l)));
+        println!("{}", mrnn_ir::codegen::pretty(&mrnn_ir::generate(l)));
     }
     Ok(())
 }
