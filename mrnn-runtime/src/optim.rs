@@ -87,6 +87,7 @@ impl AdamW {
 
     /// The optimizer's state as tensors named `adamw.m.<var>` and `adamw.v.<var>` (for
     /// checkpoints), with the step count returned separately.
+    #[must_use]
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.slots
             .iter()

@@ -138,6 +138,7 @@ impl Task for PerceptualDecision {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "inputs and targets are exactly 0 or +-1")]
 mod tests {
     use rand::SeedableRng;
 

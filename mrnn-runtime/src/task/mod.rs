@@ -1,5 +1,5 @@
 //! Tasks: seeded generators of input/target trials and their accuracy metrics, the data side of
-//! training. Every task draws from a ChaCha RNG the caller owns, so the same seed gives the same
+//! training. Every task draws from a `ChaCha` RNG the caller owns, so the same seed gives the same
 //! trials on every machine (and a resumed run continues the same data stream).
 
 mod decision;
