@@ -49,10 +49,12 @@ fn cases() -> Vec<PathBuf> {
 
 /// The snapshot text for one `.mrnn` input.
 fn render(input: &str) -> String {
-    let tokens: proc_macro2::TokenStream = input.parse().expect("the .mrnn file lexes as Rust tokens");
+    let tokens: proc_macro2::TokenStream =
+        input.parse().expect("the .mrnn file lexes as Rust tokens");
     let expanded = mrnn_ir::expand(tokens);
     let file = format!("#![deny(warnings)]\n{expanded}\nfn main() {{}}\n");
-    let file = syn::parse_file(&file).unwrap_or_else(|e| panic!("expanded code does not parse: {e}\n{file}"));
+    let file = syn::parse_file(&file)
+        .unwrap_or_else(|e| panic!("expanded code does not parse: {e}\n{file}"));
     format!("{HEADER}{}", prettyplease::unparse(&file))
 }
 

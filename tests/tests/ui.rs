@@ -20,7 +20,8 @@ fn target_dir() -> PathBuf {
 #[test]
 fn ui() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let expected = workspace.join("target").canonicalize().expect("the workspace's target directory");
+    let expected =
+        workspace.join("target").canonicalize().expect("the workspace's target directory");
     let actual = target_dir().canonicalize().expect("the test binary's target directory");
     assert_eq!(
         actual, expected,
