@@ -40,9 +40,40 @@ pub fn eigenvalues(t: &Tensor) -> Result<Vec<Complex<f64>>> {
     Ok(schur.complex_eigenvalues().iter().copied().collect())
 }
 
-/// The largest modulus of the eigenvalues of a square matrix (0 for an empty one).
+/// The largest modulus of the eigenvalues of a square matrix.
+///
+/// Exactly 0 when the matrix's nonzero pattern has no cycle (a feedforward chain of regions, or
+/// no connection at all): such a matrix is nilpotent, but a numerical eigensolver would return
+/// rounding noise of order `eps^(1/k)` for it, which scaling would then blow up.
 pub fn spectral_radius(t: &Tensor) -> Result<f64> {
+    let m = to_dmatrix(t)?;
+    if m.is_square() && !has_cycle(&m) {
+        return Ok(0.0);
+    }
     Ok(eigenvalues(t)?.iter().map(|z| z.norm()).fold(0.0, f64::max))
+}
+
+/// Whether the directed graph with an edge `j -> i` for every nonzero `m[(i, j)]` has a cycle
+/// (Kahn's algorithm: a graph is acyclic exactly when repeatedly removing nodes without incoming
+/// edges removes them all).
+fn has_cycle(m: &DMatrix<f64>) -> bool {
+    let n = m.nrows();
+    let mut indegree: Vec<usize> =
+        (0..n).map(|i| (0..n).filter(|&j| m[(i, j)] != 0.0).count()).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut removed = 0;
+    while let Some(j) = ready.pop() {
+        removed += 1;
+        for i in 0..n {
+            if m[(i, j)] != 0.0 {
+                indegree[i] -= 1;
+                if indegree[i] == 0 {
+                    ready.push(i);
+                }
+            }
+        }
+    }
+    removed < n
 }
 
 #[cfg(test)]
@@ -58,6 +89,26 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert!(ev.iter().all(|z| z.re.abs() < 1e-12 && (z.im.abs() - 2.0).abs() < 1e-12));
         assert!((spectral_radius(&t).unwrap() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nilpotent_patterns_have_radius_zero() {
+        // Strictly lower triangular: acyclic, nilpotent.
+        let t = Tensor::from_vec(
+            vec![0f32, 0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 3.0, 0.0],
+            (3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(spectral_radius(&t).unwrap().to_bits(), 0f64.to_bits());
+        // A self-loop makes a cycle.
+        let t = Tensor::from_vec(
+            vec![0f32, 0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 3.0, 0.5],
+            (3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!((spectral_radius(&t).unwrap() - 0.5).abs() < 1e-12);
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Network {
     /// when its children are contiguous.
     ///
     /// ```
-    /// # let json = r#"{"recurrent_regions": [{"name": "a", "num_units": 3}, {"name": "b", "num_units": 2, "sign": "neg"}],
+    /// # let json = r#"{"recurrent_regions": [{"name": "a", "num_units": 3, "sign": "pos"}, {"name": "b", "num_units": 2, "sign": "neg"}],
     /// #   "recurrent_connections": [{"src_region": "a", "dst_region": "b"}, {"src_region": "b", "dst_region": "a"}]}"#;
     /// # let arch = mrnn_ir::compile_json(json, "n.json").unwrap().architecture;
     /// let net = mrnn_runtime::Network::new(arch, &mrnn_runtime::Device::Cpu)?;
