@@ -63,10 +63,11 @@ impl Network {
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Network> {
         let (arch, seed, sd) = read_checkpoint(path.as_ref())?;
         let (rec, inp) = checked_masks(&arch, &sd, "")?;
-        let (h, i) = (arch.hidden_size(), arch.input_size());
+        let (w_rec, w_inp) = checked_weights(&arch, &sd, "")?;
+        let h = arch.hidden_size();
         let parts = Parts {
-            w_rec: sd.require(W_REC, &[h, h])?,
-            w_inp: sd.require(W_INP, &[h, i])?,
+            w_rec,
+            w_inp,
             rec_mask: rec.0,
             rec_sign: rec.1,
             inp_mask: inp.0,
@@ -96,9 +97,12 @@ impl Network {
                 ),
             });
         }
-        let h = self.hidden_size();
+        // Everything is checked before anything changes: a refused load leaves the network as
+        // it was.
+        let bias = sd.require(BIAS, &[self.hidden_size()])?.to_device(&self.device)?;
+        self.check_base_firing(&bias)?;
         self.adopt(&sd, "")?;
-        self.set_base_firing(&sd.require(BIAS, &[h])?.to_device(&self.device)?)?;
+        self.set_base_firing(&bias)?;
         self.seed = seed;
         Ok(())
     }
@@ -151,19 +155,8 @@ impl Network {
 
     /// Checks and takes the raw weights and masks of `sd` (under `prefix`).
     fn adopt(&mut self, sd: &StateDict, prefix: &str) -> Result<()> {
-        let (h, i) = (self.hidden_size(), self.input_size());
-        let w_rec = sd.require(&format!("{prefix}{W_REC}"), &[h, h])?;
-        let w_inp = sd.require(&format!("{prefix}{W_INP}"), &[h, i])?;
+        let (w_rec, w_inp) = checked_weights(&self.arch, sd, prefix)?;
         let (rec, inp) = checked_masks(&self.arch, sd, prefix)?;
-        for (key, t) in [(W_REC, &w_rec), (W_INP, &w_inp)] {
-            let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Checkpoint {
-                    path: sd.source().to_owned(),
-                    message: format!("`{prefix}{key}` has NaN or infinite entries"),
-                });
-            }
-        }
         self.set_w_rec(&w_rec.to_device(&self.device)?)?;
         self.set_w_inp(&w_inp.to_device(&self.device)?)?;
         self.replace_masks(rec, inp)
@@ -171,6 +164,24 @@ impl Network {
 }
 
 type MaskPair = (Tensor, Tensor);
+
+/// Reads the raw weights `(W_rec, W_inp)` of `sd` (under `prefix`): the shapes of `arch`, and
+/// finite values (a NaN would silently poison every forward pass).
+fn checked_weights(arch: &Architecture, sd: &StateDict, prefix: &str) -> Result<(Tensor, Tensor)> {
+    let (h, i) = (arch.hidden_size(), arch.input_size());
+    let w_rec = sd.require(&format!("{prefix}{W_REC}"), &[h, h])?;
+    let w_inp = sd.require(&format!("{prefix}{W_INP}"), &[h, i])?;
+    for (key, t) in [(W_REC, &w_rec), (W_INP, &w_inp)] {
+        let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Checkpoint {
+                path: sd.source().to_owned(),
+                message: format!("`{prefix}{key}` has NaN or infinite entries"),
+            });
+        }
+    }
+    Ok((w_rec, w_inp))
+}
 
 /// Reads and checks the masks and sign matrices of both matrices in `sd` against `arch`.
 fn checked_masks(

@@ -390,8 +390,16 @@ impl Network {
 
     /// Replaces the tonic inputs `[H]`. Entries of regions without `learnable_bias` must equal
     /// their declared `base_firing` (those are part of the architecture, not parameters).
-    #[allow(clippy::float_cmp, reason = "declared values must hold exactly, as f32")]
     pub fn set_base_firing(&self, b: &Tensor) -> Result<()> {
+        self.check_base_firing(b)?;
+        let h = self.hidden_size();
+        self.set_var(&self.bias, "base_firing", b, &[h])
+    }
+
+    /// Fails unless `b` is `[H]` and holds the declared `base_firing` of every region without
+    /// `learnable_bias`.
+    #[allow(clippy::float_cmp, reason = "declared values must hold exactly, as f32")]
+    pub(crate) fn check_base_firing(&self, b: &Tensor) -> Result<()> {
         let h = self.hidden_size();
         expect_dims("base_firing", b, &[h], || format!("[{h}] ([H])"))?;
         let values = b.to_dtype(DTYPE)?.to_vec1::<f32>()?;
@@ -404,7 +412,7 @@ impl Network {
                 )));
             }
         }
-        self.set_var(&self.bias, "base_firing", b, &[h])
+        Ok(())
     }
 
     fn set_var(&self, var: &Var, what: &str, value: &Tensor, shape: &[usize]) -> Result<()> {
