@@ -97,19 +97,21 @@ pub fn differences(have: &Architecture, want: &Architecture) -> Vec<String> {
     let extra: Vec<&String> = hc.iter().filter(|c| !wc.contains(c)).collect();
     let missing: Vec<&String> = wc.iter().filter(|c| !hc.contains(c)).collect();
     if !extra.is_empty() {
-        out.push(format!(
-            "connections not expected: {}",
-            names(&mut extra.iter().map(ToString::to_string))
-        ));
+        out.push(format!("connections not expected: {}", abbreviated(&extra)));
     }
     if !missing.is_empty() {
-        out.push(format!(
-            "connections missing: {}",
-            names(&mut missing.iter().map(ToString::to_string))
-        ));
+        out.push(format!("connections missing: {}", abbreviated(&missing)));
     }
     settings(have.settings(), want.settings(), &mut out);
     out
+}
+
+/// The first few items and a count of the rest: two unrelated networks differ in every
+/// connection, and the message must stay readable.
+fn abbreviated(items: &[&String]) -> String {
+    const SHOWN: usize = 6;
+    let text = items.iter().take(SHOWN).map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN { format!("{text} and {} more", items.len() - SHOWN) } else { text }
 }
 
 fn settings(a: &Settings, b: &Settings, out: &mut Vec<String>) {
