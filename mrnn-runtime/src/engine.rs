@@ -125,9 +125,14 @@ impl Recurrence {
                 // x_{t+1} = ... + a d_t: dL/dd_t = a * a_{t+1}.
                 grad_drive = (&a_all * alpha)?;
                 // dL/dW = a sum_t a_{t+1}^T h_t, with h_0..h_{T-1}.
-                let h0 = activation::apply(self.activation, init)?;
-                let h_prev = activation::apply(self.activation, &states.narrow(0, 0, steps - 1)?)?;
-                let h_prev = Tensor::cat(&[&h0.unsqueeze(0)?, &h_prev], 0)?;
+                let h0 = activation::apply(self.activation, init)?.unsqueeze(0)?;
+                let h_prev = if steps > 1 {
+                    let later =
+                        activation::apply(self.activation, &states.narrow(0, 0, steps - 1)?)?;
+                    Tensor::cat(&[&h0, &later], 0)?
+                } else {
+                    h0
+                };
                 grad_w = outer_sum(&grad_drive, &h_prev, steps * batch, hidden)?;
                 let a1 = a_all.get(0)?;
                 let slope0 = self.slope_of_input(init)?;
@@ -313,41 +318,42 @@ mod tests {
     #[test]
     fn gradients_match_candle_autograd() {
         let dev = Device::Cpu;
-        let (t, b, h) = (7, 3, 5);
-        for activation in Activation::ALL {
-            for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 4.0 }, Dynamics::Elman] {
-                let rec = Recurrence::new(dynamics, activation);
-                let w =
-                    Var::from_tensor(&(Tensor::randn(0f32, 0.4, (h, h), &dev).unwrap())).unwrap();
-                let d =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap()).unwrap();
-                let x0 =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h), &dev).unwrap()).unwrap();
-                let weights = Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap();
-                let ours = rec.run(w.as_tensor(), d.as_tensor(), x0.as_tensor()).unwrap();
-                let theirs = naive(&rec, w.as_tensor(), d.as_tensor(), x0.as_tensor());
-                let what = format!("{activation:?} {dynamics:?}");
-                assert!(max_diff(&ours, &theirs) < 1e-5, "{what}: forward");
-                let g1 = ours.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
-                let g2 = theirs.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
-                for (name, var) in [("w", &w), ("drive", &d), ("init", &x0)] {
-                    let (a, b) =
-                        (g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
-                    let scale = b
-                        .abs()
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .max(0)
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap()
-                        .max(1.0);
-                    assert!(
-                        max_diff(a, b) / scale < 1e-5,
-                        "{what}: gradient of {name} differs by {}",
-                        max_diff(a, b)
-                    );
+        for (t, b, h) in [(7, 3, 5), (1, 2, 4)] {
+            for activation in Activation::ALL {
+                for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 4.0 }, Dynamics::Elman] {
+                    let rec = Recurrence::new(dynamics, activation);
+                    let w = Var::from_tensor(&(Tensor::randn(0f32, 0.4, (h, h), &dev).unwrap()))
+                        .unwrap();
+                    let d = Var::from_tensor(&Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap())
+                        .unwrap();
+                    let x0 =
+                        Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h), &dev).unwrap()).unwrap();
+                    let weights = Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap();
+                    let ours = rec.run(w.as_tensor(), d.as_tensor(), x0.as_tensor()).unwrap();
+                    let theirs = naive(&rec, w.as_tensor(), d.as_tensor(), x0.as_tensor());
+                    let what = format!("{activation:?} {dynamics:?}");
+                    assert!(max_diff(&ours, &theirs) < 1e-5, "{what}: forward");
+                    let g1 = ours.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+                    let g2 = theirs.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+                    for (name, var) in [("w", &w), ("drive", &d), ("init", &x0)] {
+                        let (a, b) =
+                            (g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
+                        let scale = b
+                            .abs()
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .max(0)
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap()
+                            .max(1.0);
+                        assert!(
+                            max_diff(a, b) / scale < 1e-5,
+                            "{what}: gradient of {name} differs by {}",
+                            max_diff(a, b)
+                        );
+                    }
                 }
             }
         }

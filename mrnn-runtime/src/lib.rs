@@ -10,7 +10,6 @@ pub mod activation;
 pub mod checkpoint;
 pub mod compat;
 pub mod config;
-mod dynamics;
 pub mod engine;
 pub mod error;
 pub mod init;

@@ -6,7 +6,7 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor, Var};
 use mrnn_ir::{Architecture, Dynamics};
 
-use crate::dynamics::{Kernel, State};
+use crate::engine::Recurrence;
 use crate::masks::{HostMatrix, Matrix};
 use crate::noise::Draws;
 use crate::{Error, Result, activation, compat, init, linalg, masks, threads};
@@ -465,8 +465,9 @@ impl Network {
     }
 
     /// One step of the dynamics from `state` (`x` for leaky, `h` for Elman; `[B, H]`) with input
-    /// `u` `[B, I]`, without noise or stimulus: returns the next state. The same code as one step
-    /// of [`Network::forward`]; for fixed points and linearizations.
+    /// `u` `[B, I]`, without noise or stimulus: returns the next state. The same engine as
+    /// [`Network::forward`] (a sequence of one step); for fixed points and linearizations.
+    /// Differentiable with respect to `state`.
     pub fn step(&self, state: &Tensor, input: &Tensor) -> Result<Tensor> {
         let (h, i) = (self.hidden_size(), self.input_size());
         let state = self.prepare("state", state)?;
@@ -476,32 +477,48 @@ impl Network {
         };
         let input = self.prepare("input", input)?;
         expect_dims("input", &input, &[b, i], || format!("[{b}, {i}] ([B, I])"))?;
-        let kernel = self.kernel(&self.w_rec_eff()?)?;
-        let current = match self.arch.settings().dynamics {
-            Dynamics::Leaky { .. } => State {
-                h: activation::apply(self.arch.settings().activation, &state)?,
-                x: Some(state),
-            },
-            Dynamics::Elman => State { x: None, h: state },
-        };
-        let next = kernel.step(&current, (i > 0).then_some(&input), None)?;
-        Ok(next.x.unwrap_or(next.h))
+        let drive = self.drive(&input.unsqueeze(0)?, None, None)?;
+        let s = self.arch.settings();
+        let next =
+            Recurrence::new(s.dynamics, s.activation).run(&self.w_rec_eff()?, &drive, &state)?;
+        Ok(next.squeeze(0)?)
     }
 
-    fn kernel(&self, w_rec_eff: &Tensor) -> Result<Kernel> {
-        let w_inp_eff = if self.input_size() > 0 { Some(self.w_inp_eff()?) } else { None };
-        let s = self.arch.settings();
-        Kernel::new(s.dynamics, s.activation, w_rec_eff, w_inp_eff.as_ref(), self.bias()?)
+    /// Everything that enters a step besides the recurrent input, for all steps at once
+    /// (`[T, B, H]`): `W_inp_eff (u_t + e_inp) + b + e_hid + s_t`. One product for the whole
+    /// input sequence instead of one per step.
+    fn drive(&self, u: &Tensor, noise: Option<&Draws>, stim: Option<&Tensor>) -> Result<Tensor> {
+        let (t, b, i) = u.dims3()?;
+        let h = self.hidden_size();
+        let mut drive = if i > 0 {
+            let u = match noise.and_then(|n| n.input.as_ref()) {
+                Some(e) => (u + e)?,
+                None => u.clone(),
+            };
+            let w_inp_t = self.w_inp_eff()?.t()?;
+            u.reshape((t * b, i))?
+                .matmul(&w_inp_t)?
+                .reshape((t, b, h))?
+                .broadcast_add(&self.bias()?)?
+        } else {
+            self.bias()?.reshape((1, 1, h))?.broadcast_as((t, b, h))?.contiguous()?
+        };
+        if let Some(n) = noise {
+            drive = (drive + &n.hidden)?;
+        }
+        if let Some(s) = stim {
+            drive = (drive + s)?;
+        }
+        Ok(drive)
     }
 
     /// Runs the network on `input` (`[B, T, I]` when batch first, else `[T, B, I]`): returns
     /// `x_1..x_T` (leaky) and `h_1..h_T` in the same layout. Shapes are checked first; a wrong
     /// one is an [`Error::Shape`] naming the tensor and the shape expected.
     ///
-    /// Effective weights are computed once per call. Inside the time loop only gradient-free
-    /// tensors (input, stimulus, noise) are sliced: candle's backward of a slice pads it back to
-    /// full size, which would make the backward pass quadratic in `T` for a tensor with
-    /// gradients. An input or stimulus that carries gradients still works, at that cost.
+    /// Effective weights are computed once per call, the input projection of all steps is one
+    /// product, and the time loop runs in the recurrence engine ([`crate::engine`]), whose own
+    /// backward pass is linear in `T`.
     pub fn forward(&self, input: &Tensor, options: &Forward) -> Result<Trajectory> {
         let settings = *self.arch.settings();
         let (h, i) = (self.hidden_size(), self.input_size());
@@ -564,45 +581,41 @@ impl Network {
             None => self.w_rec_eff()?,
         };
         let leaky = matches!(settings.dynamics, Dynamics::Leaky { .. });
-        let stack_dim = usize::from(settings.batch_first);
         if t == 0 {
             let empty = if settings.batch_first { (b, 0, h) } else { (0, b, h) };
             let empty = Tensor::zeros(empty, DTYPE, &self.device)?;
             return Ok(Trajectory { x: leaky.then(|| empty.clone()), h: empty });
         }
-        let kernel = self.kernel(&w_rec_eff)?;
         let noise = options
             .noise
             .map(|seed| Draws::new(seed, &settings, (t, b, h, i), &self.device))
             .transpose()?;
         let u = time_major(&input, settings.batch_first)?;
-        let mut state = State { x: leaky.then_some(x0), h: h0 };
-        let (mut xs, mut hs) =
-            (Vec::with_capacity(if leaky { t } else { 0 }), Vec::with_capacity(t));
-        for step in 0..t {
-            let u_t = if i > 0 {
-                let u_t = u.get(step)?;
-                Some(match noise.as_ref().and_then(|n| n.input.as_ref()) {
-                    Some(e) => (u_t + e.get(step)?)?,
-                    None => u_t,
-                })
-            } else {
-                None
-            };
-            let extra = match (noise.as_ref(), stim.as_ref()) {
-                (Some(n), Some(s)) => Some((n.hidden.get(step)? + s.get(step)?)?),
-                (Some(n), None) => Some(n.hidden.get(step)?),
-                (None, Some(s)) => Some(s.get(step)?),
-                (None, None) => None,
-            };
-            state = kernel.step(&state, u_t.as_ref(), extra.as_ref())?;
-            if let Some(x) = &state.x {
-                xs.push(x.clone());
+        let mut drive = self.drive(&u, noise.as_ref(), stim.as_ref())?;
+        let recurrence = Recurrence::new(settings.dynamics, settings.activation);
+        let layout = |seq: Tensor| -> Result<Tensor> {
+            Ok(if settings.batch_first { seq.transpose(0, 1)?.contiguous()? } else { seq })
+        };
+        if leaky {
+            // The engine starts from h_0 = phi(x_0); a different h_0 only changes the recurrent
+            // input of the first step, W (h_0 - phi(x_0)), which joins that step's drive.
+            if options.h0.is_some() {
+                let correction = (&h0 - activation::apply(settings.activation, &x0)?)?
+                    .matmul(&w_rec_eff.t()?)?;
+                let first = (drive.get(0)? + correction)?.unsqueeze(0)?;
+                drive = if t > 1 {
+                    Tensor::cat(&[&first, &drive.narrow(0, 1, t - 1)?], 0)?
+                } else {
+                    first
+                };
             }
-            hs.push(state.h.clone());
+            let xs = recurrence.run(&w_rec_eff, &drive, &x0)?;
+            let hs = activation::apply(settings.activation, &xs)?;
+            Ok(Trajectory { x: Some(layout(xs)?), h: layout(hs)? })
+        } else {
+            let hs = recurrence.run(&w_rec_eff, &drive, &h0)?;
+            Ok(Trajectory { x: None, h: layout(hs)? })
         }
-        let x = if leaky { Some(Tensor::stack(&xs, stack_dim)?) } else { None };
-        Ok(Trajectory { x, h: Tensor::stack(&hs, stack_dim)? })
     }
 
     /// Converts a user tensor to the network's dtype after checking its device.
