@@ -85,11 +85,37 @@ fn check_duplicate_regions(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// Every region has at least one unit.
+/// The most units a network may have in its hidden or its input vector: a weight matrix of
+/// this size already needs 4 TiB; larger counts are typos (and would overflow offsets).
+pub const MAX_UNITS: i64 = 1 << 20;
+
+// Every region has at least one unit, and no network more than MAX_UNITS per vector.
 //     region v1[0]: exc;
 fn check_region_sizes(cx: &Ctxt, ir: &Ir) {
+    let mut totals = [0i64; 2];
     for (_, r) in ir.regions() {
         let n = r.units.value;
+        let total = &mut totals[usize::from(r.kind == RegionKind::Input)];
+        *total = total.saturating_add(n.max(0));
+        if n > MAX_UNITS {
+            cx.error(
+                r.units.loc.clone(),
+                format!(
+                    "region `{}` has {n} units, more than the {MAX_UNITS} a network can hold",
+                    r.name.value
+                ),
+            );
+        } else if *total > MAX_UNITS {
+            cx.error(
+                r.units.loc.clone(),
+                format!(
+                    "with region `{}` the network's {} vector exceeds {MAX_UNITS} units",
+                    r.name.value,
+                    if r.kind == RegionKind::Input { "input" } else { "hidden" }
+                ),
+            );
+            *total = i64::MIN / 2; // report the overflow once
+        }
         if n == 0 {
             cx.error(
                 r.units.loc.clone(),
@@ -223,13 +249,13 @@ fn check_sparsity_range(cx: &Ctxt, ir: &Ir) {
         if (s.value - 1.0).abs() < f64::EPSILON {
             cx.error_help(
                 s.loc.clone(),
-                format!("sparsity `1` removes every weight of `{name}`"),
+                format!("sparsity `1.0` removes every weight of `{name}`"),
                 "drop the connection instead of making it fully sparse",
             );
         } else if !(0.0..1.0).contains(&s.value) {
             cx.error_help(
                 s.loc.clone(),
-                format!("sparsity must be between 0 and 1, got `{}`", s.value),
+                format!("sparsity must be between 0 and 1, got `{:?}`", s.value),
                 "sparsity is the fraction of zero weights per source unit: 0 keeps all, 0.9 keeps 10%",
             );
         }
@@ -252,18 +278,25 @@ fn check_sparsity_leaves_unit_silent(cx: &Ctxt, ir: &Ir) {
             cx.error_help(
                 s.loc.clone(),
                 format!(
-                    "sparsity `{}` leaves no weight in `{} -> {d}`: ceil({} * {n_dst}) = {n_dst} of the {n_dst} weights of every source unit are zero",
+                    "sparsity `{:?}` leaves no weight in `{} -> {d}`: ceil({:?} * {n_dst}) = {n_dst} of the {n_dst} weights of every source unit are zero",
                     s.value,
                     ir.region(src).name.value,
                     s.value
                 ),
                 format!(
-                    "with {n_dst} destination units the sparsity must be below {:.4} to keep a weight per source unit",
-                    (n_dst as f64 - 1.0) / n_dst as f64 + f64::EPSILON
+                    "with {n_dst} destination units the sparsity must be at most {} to keep a weight per source unit",
+                    largest_sparsity_keeping_a_weight(n_dst as usize)
                 ),
             );
         }
     }
+}
+
+/// The largest sparsity, rounded down to 4 decimals, that leaves every source unit at least one
+/// weight into `n_dst` units.
+fn largest_sparsity_keeping_a_weight(n_dst: usize) -> f64 {
+    let exact = (n_dst as f64 - 1.0) / n_dst as f64;
+    (exact * 1e4).floor() / 1e4
 }
 
 /// Zero weights per source unit for sparsity `s` and `n_dst` destination units: `ceil(s * n_dst)`,
@@ -315,13 +348,13 @@ fn check_alpha(cx: &Ctxt, ir: &Ir) {
     let locs = &ir.setting_locs;
     let pick = |l: &Loc| if matches!(l, Loc::Unknown) { locs.dynamics.clone() } else { l.clone() };
     if !(dt.is_finite() && dt > 0.0) {
-        cx.error(pick(&locs.dt), format!("dt must be positive, got `{dt}`"));
+        cx.error(pick(&locs.dt), format!("dt must be positive, got `{dt:?}`"));
     } else if !(tau.is_finite() && tau > 0.0) {
-        cx.error(pick(&locs.tau), format!("tau must be positive, got `{tau}`"));
+        cx.error(pick(&locs.tau), format!("tau must be positive, got `{tau:?}`"));
     } else if dt / tau > 1.0 {
         cx.error_help(
             pick(&locs.dt),
-            format!("alpha = dt / tau = {dt} / {tau} = {} must be in (0, 1]", dt / tau),
+            format!("alpha = dt / tau = {dt:?} / {tau:?} = {:?} must be in (0, 1]", dt / tau),
             "the leaky update overshoots when dt > tau; use a smaller dt or a larger tau",
         );
     }
@@ -338,22 +371,26 @@ fn check_setting_values(cx: &Ctxt, ir: &Ir) {
         if !(value.is_finite() && value >= 0.0) {
             cx.error(
                 loc.clone(),
-                format!("noise level `{name}` must be zero or positive, got `{value}`"),
+                format!("noise level `{name}` must be zero or positive, got `{value:?}`"),
             );
         }
     }
     if let Some(rho) = spectral_radius
-        && !(rho.is_finite() && rho > 0.0) {
-            cx.error(
-                locs.spectral_radius.clone(),
-                format!("spectral_radius must be positive, got `{rho}`"),
-            );
-        }
+        && !(rho.is_finite() && rho > 0.0)
+    {
+        cx.error(
+            locs.spectral_radius.clone(),
+            format!("spectral_radius must be positive, got `{rho:?}`"),
+        );
+    }
 }
 
 // An input region must project somewhere: otherwise its part of the input is silently ignored.
 //     input cue[3]: exc;      // and no `cue -> ...`
 fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
+    if ir.regions_of(RegionKind::Recurrent).next().is_none() {
+        return; // reported as "no recurrent region": there is nothing to drive
+    }
     for (id, r) in ir.regions_of(RegionKind::Input) {
         if ir.graph.edges(id.0).next().is_none() && !ir.dangling_sources.contains(&id) {
             cx.error_help(

@@ -6,7 +6,7 @@
 //! paths only, so user items called `Result`, `Ok` or `Tensor` cannot capture it.
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::{Ident, Visibility};
 
 use crate::check::const_name;
@@ -81,11 +81,11 @@ pub fn generate(
         #[allow(dead_code, clippy::unreadable_literal, clippy::excessive_precision)]
         impl #name {
             #[doc = #hidden_doc]
-            pub const HIDDEN: usize = #hidden;
+            pub const HIDDEN: ::core::primitive::usize = #hidden;
             #[doc = #input_doc]
-            pub const INPUT: usize = #input;
+            pub const INPUT: ::core::primitive::usize = #input;
             #[doc = #seed_doc]
-            pub const SEED: u64 = #seed;
+            pub const SEED: ::core::primitive::u64 = #seed;
             #range_consts
             /// The checked architecture: regions with their offsets, connections, settings.
             pub const ARCHITECTURE: #p::Architecture = #p::Architecture::__from_checked_parts(
@@ -135,7 +135,7 @@ fn api_surface(name: &Ident, fallback: bool) -> TokenStream {
             }
 
             /// Builds the network on `device` with another seed (for many-seed sweeps).
-            pub fn with_seed(seed: u64, device: &#rt::Device) -> #rt::Result<Self> {
+            pub fn with_seed(seed: ::core::primitive::u64, device: &#rt::Device) -> #rt::Result<Self> {
                 #with_seed
             }
 
@@ -195,9 +195,9 @@ pub fn fallback(vis: &Visibility, name: &Ident, errors: &TokenStream) -> TokenSt
         #[allow(dead_code)]
         impl #name {
             /// Unavailable: the network has errors.
-            pub const HIDDEN: usize = 0;
+            pub const HIDDEN: ::core::primitive::usize = 0;
             /// Unavailable: the network has errors.
-            pub const INPUT: usize = 0;
+            pub const INPUT: ::core::primitive::usize = 0;
         }
         #api
     }
@@ -206,7 +206,8 @@ pub fn fallback(vis: &Visibility, name: &Ident, errors: &TokenStream) -> TokenSt
 fn warning_tokens(warnings: &[(Span, String)]) -> TokenStream {
     let items = warnings.iter().enumerate().map(|(i, (span, message))| {
         let item = format_ident!("__mrnn_warning_{}", i);
-        let use_it = quote_spanned!(*span=> #item);
+        // The use carries the user's span, so rustc shows the deprecation under their token.
+        let use_it = format_ident!("__mrnn_warning_{}", i, span = *span);
         quote! {
             #[deprecated(note = #message)]
             #[allow(non_upper_case_globals)]
@@ -460,7 +461,7 @@ fn range_consts(arch: &Architecture) -> TokenStream {
         );
         quote! {
             #[doc = #doc]
-            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
+            pub const #ident: ::core::ops::Range<::core::primitive::usize> = #start_lit..#end_lit;
         }
     });
     let input_consts = arch.inputs().iter().map(|r| {
@@ -477,7 +478,7 @@ fn range_consts(arch: &Architecture) -> TokenStream {
         );
         quote! {
             #[doc = #doc]
-            pub const #ident: ::core::ops::Range<usize> = #start_lit..#end_lit;
+            pub const #ident: ::core::ops::Range<::core::primitive::usize> = #start_lit..#end_lit;
         }
     });
     quote!(#(#region_consts)* #(#input_consts)*)

@@ -196,7 +196,10 @@ impl Ctxt {
 
 impl Drop for Ctxt {
     fn drop(&mut self) {
-        assert!(std::thread::panicking() || self.diagnostics.borrow().is_none(), "forgot to check for errors");
+        assert!(
+            std::thread::panicking() || self.diagnostics.borrow().is_none(),
+            "forgot to check for errors"
+        );
     }
 }
 

@@ -183,6 +183,9 @@ impl ToTokens for SpanRange {
 pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
     let cx = Ctxt::new();
     let mut json = None;
+    // Checks only make sense on a config that was read: an unreadable or malformed file would
+    // add "no recurrent region" on top of its own error.
+    let mut config_read = true;
     let base = net.from.as_ref().map(|literal| {
         let relative = literal.value();
         let path = manifest_dir.map_or_else(|| PathBuf::from(&relative), |dir| dir.join(&relative));
@@ -190,6 +193,7 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let spec = Spec::read(&cx, &text);
+                config_read = spec.is_some();
                 let ir = lower::from_spec(&cx, &spec.unwrap_or_default(), name);
                 json = Some(JsonSource {
                     path: path.clone(),
@@ -199,6 +203,7 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
                 ir
             }
             Err(e) => {
+                config_read = false;
                 cx.error_help(
                     Loc::span(literal.span()),
                     format!("cannot read `{relative}`: {e}"),
@@ -211,9 +216,8 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
             }
         }
     });
-    let unreadable = net.from.is_some() && json.is_none();
     let ir = lower::from_syntax(&cx, net, base);
-    if !unreadable {
+    if config_read {
         check::check(&cx, &ir, Purpose::Codegen);
     }
     let diagnostics = match cx.check() {

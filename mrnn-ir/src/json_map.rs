@@ -29,10 +29,9 @@ impl JsonMap {
     /// the closest enclosing value that exists (a missing key points at its object).
     #[must_use]
     pub fn offset(&self, pointer: &str, key: bool) -> Option<usize> {
-        if key
-            && let Some(&o) = self.keys.get(pointer) {
-                return Some(o);
-            }
+        if key && let Some(&o) = self.keys.get(pointer) {
+            return Some(o);
+        }
         let mut p = pointer;
         loop {
             if let Some(&o) = self.values.get(p) {

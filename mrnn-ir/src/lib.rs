@@ -124,7 +124,7 @@ fn compile_into(cx: Ctxt, spec: &Spec, file: &str, text: &str) -> Result<Compile
 
 /// Lowers and checks a spec, returning the IR even when it has errors (for tools such as `mrnn
 /// dot` that show a network as written) together with every diagnostic.
-#[must_use] 
+#[must_use]
 pub fn lower_spec(spec: &Spec, name: &str) -> (Ir, Vec<Diagnostic>) {
     let cx = Ctxt::new();
     let ir = lower::from_spec(&cx, spec, Located::new(name.to_owned(), Loc::Unknown));

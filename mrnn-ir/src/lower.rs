@@ -291,7 +291,10 @@ mod dsl {
         };
         match syntax::doc_lines(&net.attrs) {
             Ok(docs) => ir.docs = docs,
-            Err(e) => cx.error(Loc::span(e.span()), e.to_string()),
+            Err(attr) => cx.error(
+                Loc::Tokens { start: attr.pound_token.span, end: attr.bracket_token.span.close() },
+                "only doc comments (`///`) are allowed on an `mrnn!` network",
+            ),
         }
         apply_settings(cx, &mut ir, &net.items);
         // Regions first, so connections may name regions declared after them.
@@ -553,6 +556,10 @@ mod dsl {
         ir.setting_locs.dynamics = Loc::span(name.span());
         match name.to_string().as_str() {
             "elman" => {
+                if input.peek(syn::token::Paren) {
+                    return Err(input
+                        .error("`elman` takes no parameters (`dt` and `tau` belong to `leaky`)"));
+                }
                 ir.settings.dynamics = Dynamics::Elman;
                 Ok(())
             }
@@ -561,8 +568,15 @@ mod dsl {
                 if input.peek(syn::token::Paren) {
                     let content;
                     syn::parenthesized!(content in input);
+                    let mut seen = HashSet::new();
                     while !content.is_empty() {
                         let key: Ident = content.parse()?;
+                        if !seen.insert(key.to_string()) {
+                            return Err(syn::Error::new(
+                                key.span(),
+                                format!("`{key}` is given twice"),
+                            ));
+                        }
                         content.parse::<Token![=]>()?;
                         let n: Number = content.parse()?;
                         match key.to_string().as_str() {

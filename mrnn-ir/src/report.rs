@@ -127,7 +127,7 @@ impl Report {
                 let pad = " ".repeat(gutter);
                 let path = p.path.as_ref().map(|path| format!(" ({path})")).unwrap_or_default();
                 let _ = writeln!(out, "{pad}--> {}:{}:{}{path}", self.file, p.line, p.column);
-                if let Some(line) = self.text.lines().nth(p.line - 1) {
+                if let Some(line) = self.text.lines().nth(p.line.saturating_sub(1)) {
                     let caret_pad: String = line
                         .chars()
                         .take(p.column - 1)

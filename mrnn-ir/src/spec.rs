@@ -154,7 +154,7 @@ impl Spec {
             Ok(v) => v,
             Err(e) => {
                 cx.error(
-                    Loc::JsonText { line: e.line(), column: e.column() },
+                    Loc::JsonText { line: e.line().max(1), column: e.column().max(1) },
                     format!("invalid JSON: {}", strip_position(&e.to_string())),
                 );
                 return None;

@@ -18,7 +18,6 @@
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::spanned::Spanned;
 use syn::{Attribute, Ident, LitFloat, LitInt, LitStr, Token, Visibility, braced, bracketed};
 
 /// DSL keywords.
@@ -320,8 +319,8 @@ impl Parse for Connection {
         }
         let arrow = input.parse::<Token![->]>()?;
         if !input.peek(Ident::peek_any) {
-            return Err(syn::Error::new(
-                arrow.spans[1],
+            return Err(syn::Error::new_spanned(
+                arrow,
                 "connection has no destination region: write `source -> destination;`",
             ));
         }
@@ -366,21 +365,19 @@ fn parse_names(input: ParseStream<'_>, what: &str) -> syn::Result<Vec<Ident>> {
     Ok(names)
 }
 
-/// The doc comment lines of a list of attributes; anything else is an error (the generated type
-/// takes no other attributes).
-pub fn doc_lines(attrs: &[Attribute]) -> syn::Result<Vec<String>> {
+/// The doc comment lines of a list of attributes, or the first attribute that is not a doc
+/// comment (the generated type takes no other attributes).
+pub fn doc_lines(attrs: &[Attribute]) -> Result<Vec<String>, &Attribute> {
     let mut docs = Vec::new();
     for attr in attrs {
         if attr.path().is_ident("doc")
             && let syn::Meta::NameValue(nv) = &attr.meta
-                && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
-                    docs.push(s.value());
-                    continue;
-                }
-        return Err(syn::Error::new(
-            attr.span(),
-            "only doc comments (`///`) are allowed on an `mrnn!` network",
-        ));
+            && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
+        {
+            docs.push(s.value());
+            continue;
+        }
+        return Err(attr);
     }
     Ok(docs)
 }

@@ -37,16 +37,17 @@ impl Network {
     /// architecture (as the JSON config [`Spec::from_architecture`] writes) and its SHA-256 in
     /// the metadata. Atomic: the previous file survives any failure.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let spec = serde_json::to_string(&Spec::from_architecture(&self.arch))
-            .map_err(|e| Error::Invalid(format!("cannot serialize the architecture: {e}")))?;
-        let metadata = HashMap::from([
-            ("format".to_owned(), FORMAT.to_owned()),
-            ("name".to_owned(), self.arch.name().to_owned()),
-            ("seed".to_owned(), self.seed.to_string()),
-            ("spec_sha256".to_owned(), sha256_hex(&spec)),
-            ("spec".to_owned(), spec),
-        ]);
-        let tensors = vec![
+        write_safetensors(
+            path.as_ref(),
+            self.checkpoint_tensors(""),
+            Some(self.checkpoint_metadata()?),
+        )
+    }
+
+    /// The tensors [`Network::save`] writes, with `prefix` before their names (so that a
+    /// training checkpoint can hold a network beside a readout and an optimizer).
+    pub(crate) fn checkpoint_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        [
             (W_REC.to_owned(), self.w_rec.as_tensor().clone()),
             (W_INP.to_owned(), self.w_inp.as_tensor().clone()),
             (BIAS.to_owned(), self.bias.as_tensor().clone()),
@@ -54,29 +55,55 @@ impl Network {
             (sign_key(Matrix::Recurrent), self.rec_sign.clone()),
             (mask_key(Matrix::Input), self.inp_mask.clone()),
             (sign_key(Matrix::Input), self.inp_sign.clone()),
-        ];
-        write_safetensors(path.as_ref(), tensors, Some(metadata))
+        ]
+        .into_iter()
+        .map(|(k, t)| (format!("{prefix}{k}"), t))
+        .collect()
+    }
+
+    /// The metadata [`Network::save`] writes: format, name, seed, the architecture and its hash.
+    pub(crate) fn checkpoint_metadata(&self) -> Result<HashMap<String, String>> {
+        let spec = serde_json::to_string(&Spec::from_architecture(&self.arch))
+            .map_err(|e| Error::Invalid(format!("cannot serialize the architecture: {e}")))?;
+        Ok(HashMap::from([
+            ("format".to_owned(), FORMAT.to_owned()),
+            ("name".to_owned(), self.arch.name().to_owned()),
+            ("seed".to_owned(), self.seed.to_string()),
+            ("spec_sha256".to_owned(), sha256_hex(&spec)),
+            ("spec".to_owned(), spec),
+        ]))
     }
 
     /// Loads a checkpoint written by [`Network::save`] onto `device`, rebuilding the network from
     /// the architecture in its metadata.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Network> {
-        let (arch, seed, sd) = read_checkpoint(path.as_ref())?;
-        let (rec, inp) = checked_masks(&arch, &sd, "")?;
-        let (w_rec, w_inp) = checked_weights(&arch, &sd, "")?;
-        let h = arch.hidden_size();
+        let (sd, metadata) = read_safetensors(path.as_ref())?;
+        Network::from_checkpoint(&sd, &metadata, "", device)
+    }
+
+    /// Rebuilds a network from checkpoint tensors (names under `prefix`) and metadata.
+    pub(crate) fn from_checkpoint(
+        sd: &StateDict,
+        metadata: &HashMap<String, String>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Network> {
+        let (arch, seed) = architecture_from_metadata(metadata, sd.source())?;
+        let (rec, inp) = checked_masks(&arch, sd, prefix)?;
+        let (h, i) = (arch.hidden_size(), arch.input_size());
+        let bias = sd.require(&format!("{prefix}{BIAS}"), &[h])?;
         let parts = Parts {
-            w_rec,
-            w_inp,
+            w_rec: sd.require(&format!("{prefix}{W_REC}"), &[h, h])?,
+            w_inp: sd.require(&format!("{prefix}{W_INP}"), &[h, i])?,
             rec_mask: rec.0,
             rec_sign: rec.1,
             inp_mask: inp.0,
             inp_sign: inp.1,
-            base_firing: sd.require(BIAS, &[h])?,
+            base_firing: bias.clone(),
         };
         let net = Network::from_parts(arch, seed, device, &parts)?;
         // Entries of non-learnable regions must hold the declared base firing.
-        net.set_base_firing(&sd.require(BIAS, &[h])?.to_device(device)?)?;
+        net.set_base_firing(&bias.to_device(device)?)?;
         Ok(net)
     }
 
@@ -84,7 +111,8 @@ impl Network {
     /// differs, a checkpoint saved from another architecture.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let (arch, seed, sd) = read_checkpoint(path)?;
+        let (sd, metadata) = read_safetensors(path)?;
+        let (arch, seed) = architecture_from_metadata(&metadata, sd.source())?;
         let diffs = compat::differences(&self.arch, &arch);
         if !diffs.is_empty() {
             return Err(Error::Checkpoint {
@@ -214,15 +242,26 @@ fn host(t: &Tensor) -> Result<HostMatrix> {
     Ok(HostMatrix { rows, cols, data: t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()? })
 }
 
-/// Reads one of this crate's checkpoints: the architecture from its metadata (hash checked,
-/// compiled by the same compiler as any config), the seed, and the tensors.
-fn read_checkpoint(path: &Path) -> Result<(Architecture, u64, StateDict)> {
+/// Reads a safetensors file: its tensors (on the CPU) and its metadata.
+pub(crate) fn read_safetensors(path: &Path) -> Result<(StateDict, HashMap<String, String>)> {
     let source = path.display().to_string();
     let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
     let bytes = std::fs::read(path).map_err(|e| Error::Io { path: source.clone(), source: e })?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let meta = header.metadata().clone().unwrap_or_default();
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((StateDict::from_tensors(source.clone(), map), metadata))
+}
+
+/// The architecture (hash checked, compiled by the same compiler as any config) and the seed
+/// recorded in one of this crate's checkpoints.
+fn architecture_from_metadata(
+    meta: &HashMap<String, String>,
+    source: &str,
+) -> Result<(Architecture, u64)> {
+    let bad = |message: String| Error::Checkpoint { path: source.to_owned(), message };
     let get = |key: &str| {
         meta.get(key).ok_or_else(|| {
             bad(format!(
@@ -247,9 +286,7 @@ fn read_checkpoint(path: &Path) -> Result<(Architecture, u64, StateDict)> {
     let file = format!("{name}.json");
     let spec = mrnn_ir::read_spec(spec_text, &file)?;
     let arch = mrnn_ir::compile_spec(&spec, &file, spec_text)?.architecture;
-    let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok((arch, seed, StateDict::from_tensors(source.clone(), map)))
+    Ok((arch, seed))
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -260,7 +297,7 @@ fn sha256_hex(text: &str) -> String {
     })
 }
 
-fn write_safetensors(
+pub(crate) fn write_safetensors(
     path: &Path,
     tensors: Vec<(String, Tensor)>,
     metadata: Option<HashMap<String, String>>,

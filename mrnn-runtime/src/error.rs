@@ -47,6 +47,16 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Training diverged: a NaN or infinite loss or gradient. Nothing was updated at that step.
+    #[error(
+        "training diverged at step {step}: {what}; the parameters were not updated at this step"
+    )]
+    Diverged {
+        /// The step whose loss or gradient was not finite.
+        step: usize,
+        /// What was not finite.
+        what: String,
+    },
     /// An argument out of range or inconsistent with the network.
     #[error("{0}")]
     Invalid(String),

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod builtin;
 pub mod checkpoint;
 pub mod compat;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod readout;
 mod regions;
 pub mod task;
 pub mod threads;
+pub mod train;
 
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use config::Overrides;

@@ -66,6 +66,11 @@ impl StateDict {
         &self.source
     }
 
+    /// The tensors with their keys, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.tensors.iter().map(|(k, t)| (k.as_str(), t))
+    }
+
     /// The keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)

@@ -47,7 +47,7 @@ fn check_rejects_invalid_variants_of_cbgtcl_with_their_location() {
             "sparsity 1",
             "\"sparsity\": 0.9",
             "\"sparsity\": 1.0",
-            "sparsity `1` removes every weight of `d1 -> d1`",
+            "sparsity `1.0` removes every weight of `d1 -> d1`",
         ),
         ("sparsity out of range", "\"sparsity\": 0.9", "\"sparsity\": 1.5", "got `1.5`"),
         (
@@ -125,8 +125,11 @@ fn expand_prints_the_generated_type() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let code = text(&out.stdout);
     assert!(code.contains("pub struct Cbgtcl"), "{code}");
-    assert!(code.contains("pub const GPE: ::core::ops::Range<usize> = 100..150;"), "{code}");
-    assert!(code.contains("pub const HIDDEN: usize = 350;"), "{code}");
+    assert!(
+        code.contains("pub const GPE: ::core::ops::Range<::core::primitive::usize> = 100..150;"),
+        "{code}"
+    );
+    assert!(code.contains("pub const HIDDEN: ::core::primitive::usize = 350;"), "{code}");
 }
 
 #[test]

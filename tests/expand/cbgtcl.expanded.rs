@@ -48,29 +48,29 @@ pub struct Cbgtcl {
 #[allow(dead_code, clippy::unreadable_literal, clippy::excessive_precision)]
 impl Cbgtcl {
     /// Size of the hidden state (all recurrent regions): 350.
-    pub const HIDDEN: usize = 350;
+    pub const HIDDEN: ::core::primitive::usize = 350;
     /// Size of the input vector (all input regions): 25.
-    pub const INPUT: usize = 25;
+    pub const INPUT: ::core::primitive::usize = 25;
     /// The seed declared for masks and initial weights: 0.
-    pub const SEED: u64 = 0;
+    pub const SEED: ::core::primitive::u64 = 0;
     /// `d1`: 50 inhibitory units, hidden units `0..50`.
-    pub const D1: ::core::ops::Range<usize> = 0..50;
+    pub const D1: ::core::ops::Range<::core::primitive::usize> = 0..50;
     /// `d2`: 50 inhibitory units, hidden units `50..100`.
-    pub const D2: ::core::ops::Range<usize> = 50..100;
+    pub const D2: ::core::ops::Range<::core::primitive::usize> = 50..100;
     /// `gpe`: 50 inhibitory units, hidden units `100..150`.
-    pub const GPE: ::core::ops::Range<usize> = 100..150;
+    pub const GPE: ::core::ops::Range<::core::primitive::usize> = 100..150;
     /// `stn`: 50 excitatory units, hidden units `150..200`.
-    pub const STN: ::core::ops::Range<usize> = 150..200;
+    pub const STN: ::core::ops::Range<::core::primitive::usize> = 150..200;
     /// `snr`: 50 inhibitory units, hidden units `200..250`.
-    pub const SNR: ::core::ops::Range<usize> = 200..250;
+    pub const SNR: ::core::ops::Range<::core::primitive::usize> = 200..250;
     /// `thal`: 50 excitatory units, hidden units `250..300`.
-    pub const THAL: ::core::ops::Range<usize> = 250..300;
+    pub const THAL: ::core::ops::Range<::core::primitive::usize> = 250..300;
     /// `alm_exc`: 40 excitatory units, hidden units `300..340`.
-    pub const ALM_EXC: ::core::ops::Range<usize> = 300..340;
+    pub const ALM_EXC: ::core::ops::Range<::core::primitive::usize> = 300..340;
     /// `alm_inhib`: 10 inhibitory units, hidden units `340..350`.
-    pub const ALM_INHIB: ::core::ops::Range<usize> = 340..350;
+    pub const ALM_INHIB: ::core::ops::Range<::core::primitive::usize> = 340..350;
     /// `iti`: input region, 25 excitatory units, input units `0..25`.
-    pub const ITI: ::core::ops::Range<usize> = 0..25;
+    pub const ITI: ::core::ops::Range<::core::primitive::usize> = 0..25;
     /// The checked architecture: regions with their offsets, connections, settings.
     pub const ARCHITECTURE: ::mrnn_runtime::__private::Architecture = ::mrnn_runtime::__private::Architecture::__from_checked_parts(
         "Cbgtcl",
@@ -305,7 +305,7 @@ impl Cbgtcl {
     }
     /// Builds the network on `device` with another seed (for many-seed sweeps).
     pub fn with_seed(
-        seed: u64,
+        seed: ::core::primitive::u64,
         device: &::mrnn_runtime::Device,
     ) -> ::mrnn_runtime::Result<Self> {
         ::core::result::Result::Ok(Cbgtcl {

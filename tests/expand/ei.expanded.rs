@@ -26,17 +26,17 @@ pub struct Ei {
 #[allow(dead_code, clippy::unreadable_literal, clippy::excessive_precision)]
 impl Ei {
     /// Size of the hidden state (all recurrent regions): 40.
-    pub const HIDDEN: usize = 40;
+    pub const HIDDEN: ::core::primitive::usize = 40;
     /// Size of the input vector (all input regions): 5.
-    pub const INPUT: usize = 5;
+    pub const INPUT: ::core::primitive::usize = 5;
     /// The seed declared for masks and initial weights: 42.
-    pub const SEED: u64 = 42;
+    pub const SEED: ::core::primitive::u64 = 42;
     /// `exc`: 32 excitatory units, hidden units `0..32` (part of `cortex`).
-    pub const EXC: ::core::ops::Range<usize> = 0..32;
+    pub const EXC: ::core::ops::Range<::core::primitive::usize> = 0..32;
     /// `inh`: 8 inhibitory units, hidden units `32..40` (part of `cortex`).
-    pub const INH: ::core::ops::Range<usize> = 32..40;
+    pub const INH: ::core::ops::Range<::core::primitive::usize> = 32..40;
     /// `stim`: input region, 5 excitatory units, input units `0..5`.
-    pub const STIM: ::core::ops::Range<usize> = 0..5;
+    pub const STIM: ::core::ops::Range<::core::primitive::usize> = 0..5;
     /// The checked architecture: regions with their offsets, connections, settings.
     pub const ARCHITECTURE: ::mrnn_runtime::__private::Architecture = ::mrnn_runtime::__private::Architecture::__from_checked_parts(
         "Ei",
@@ -135,7 +135,7 @@ impl Ei {
     }
     /// Builds the network on `device` with another seed (for many-seed sweeps).
     pub fn with_seed(
-        seed: u64,
+        seed: ::core::primitive::u64,
         device: &::mrnn_runtime::Device,
     ) -> ::mrnn_runtime::Result<Self> {
         ::core::result::Result::Ok(Ei {

@@ -25,17 +25,17 @@ struct ElmanFree {
 #[allow(dead_code, clippy::unreadable_literal, clippy::excessive_precision)]
 impl ElmanFree {
     /// Size of the hidden state (all recurrent regions): 20.
-    pub const HIDDEN: usize = 20;
+    pub const HIDDEN: ::core::primitive::usize = 20;
     /// Size of the input vector (all input regions): 3.
-    pub const INPUT: usize = 3;
+    pub const INPUT: ::core::primitive::usize = 3;
     /// The seed declared for masks and initial weights: 0.
-    pub const SEED: u64 = 0;
+    pub const SEED: ::core::primitive::u64 = 0;
     /// `h`: 16 excitatory units, hidden units `0..16`.
-    pub const H: ::core::ops::Range<usize> = 0..16;
+    pub const H: ::core::ops::Range<::core::primitive::usize> = 0..16;
     /// `b`: 4 excitatory units, hidden units `16..20`.
-    pub const B: ::core::ops::Range<usize> = 16..20;
+    pub const B: ::core::ops::Range<::core::primitive::usize> = 16..20;
     /// `u`: input region, 3 excitatory units, input units `0..3`.
-    pub const U: ::core::ops::Range<usize> = 0..3;
+    pub const U: ::core::ops::Range<::core::primitive::usize> = 0..3;
     /// The checked architecture: regions with their offsets, connections, settings.
     pub const ARCHITECTURE: ::mrnn_runtime::__private::Architecture = ::mrnn_runtime::__private::Architecture::__from_checked_parts(
         "ElmanFree",
@@ -122,7 +122,7 @@ impl ElmanFree {
     }
     /// Builds the network on `device` with another seed (for many-seed sweeps).
     pub fn with_seed(
-        seed: u64,
+        seed: ::core::primitive::u64,
         device: &::mrnn_runtime::Device,
     ) -> ::mrnn_runtime::Result<Self> {
         ::core::result::Result::Ok(ElmanFree {
