@@ -5,6 +5,8 @@
 //! 2 usage error (unknown flags, missing arguments: clap's own code).
 
 mod compile_cmds;
+mod simulate_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,11 @@ enum Command {
     Dot(compile_cmds::FileArgs),
     /// Print the `mrnn!` source equivalent to a JSON config.
     Convert(compile_cmds::ConvertArgs),
+    /// Run a network (config + weights) on inputs from a safetensors file; write x, h (and output).
+    Simulate(simulate_cmd::SimulateArgs),
+    /// Train a network on a task; checkpoint, metrics and figures go to `--out`.
+    #[command(subcommand)]
+    Train(train_cmd::TaskCommand),
 }
 
 /// A failure of a command: what to print, and the exit code.
@@ -37,6 +44,18 @@ pub(crate) enum Failure {
     Invalid(String),
     /// Usage error: exit code 2.
     Usage(String),
+}
+
+impl From<mrnn_runtime::Error> for Failure {
+    fn from(e: mrnn_runtime::Error) -> Self {
+        Failure::Invalid(format!("error: {e}"))
+    }
+}
+
+impl From<mrnn_ir::Report> for Failure {
+    fn from(report: mrnn_ir::Report) -> Self {
+        Failure::Invalid(report.to_string())
+    }
 }
 
 impl Failure {
@@ -55,12 +74,16 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // Before any candle call: candle's matmul re-reads /proc/cpuinfo without it.
+    mrnn_runtime::ensure_threads();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => compile_cmds::check(&args),
         Command::Expand(args) => compile_cmds::expand(&args),
         Command::Dot(args) => compile_cmds::dot(&args),
         Command::Convert(args) => compile_cmds::convert(&args),
+        Command::Simulate(args) => simulate_cmd::simulate(&args),
+        Command::Train(command) => train_cmd::train(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
