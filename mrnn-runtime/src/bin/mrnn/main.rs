@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 invalid input (a config, checkpoint or tensor file that is wrong),
 //! 2 usage error (unknown flags, missing arguments: clap's own code).
 
+mod bench_cmd;
 mod compile_cmds;
 mod simulate_cmd;
 mod train_cmd;
@@ -32,6 +33,8 @@ enum Command {
     Convert(compile_cmds::ConvertArgs),
     /// Run a network (config + weights) on inputs from a safetensors file; write x, h (and output).
     Simulate(simulate_cmd::SimulateArgs),
+    /// Time forward, forward+backward or training steps; print one JSON line (torch_baseline.py's format).
+    Bench(bench_cmd::BenchArgs),
     /// Train a network on a task; checkpoint, metrics and figures go to `--out`.
     #[command(subcommand)]
     Train(train_cmd::TaskCommand),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => compile_cmds::convert(&args),
         Command::Simulate(args) => simulate_cmd::simulate(&args),
         Command::Train(command) => train_cmd::train(command),
+        Command::Bench(args) => bench_cmd::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
