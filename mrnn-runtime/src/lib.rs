@@ -38,6 +38,11 @@ pub use pth::StateDict;
 pub use readout::Readout;
 pub use threads::ensure_threads;
 
+// The README's example is compiled and run as a doctest, so it cannot go stale.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// What generated code needs and users never name. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
