@@ -481,7 +481,7 @@ impl Network {
         let s = self.arch.settings();
         let next =
             Recurrence::new(s.dynamics, s.activation).run(&self.w_rec_eff()?, &drive, &state)?;
-        Ok(next.squeeze(0)?)
+        Ok(next.x.unwrap_or(next.h).squeeze(0)?)
     }
 
     /// Everything that enters a step besides the recurrent input, for all steps at once
@@ -609,12 +609,11 @@ impl Network {
                     first
                 };
             }
-            let xs = recurrence.run(&w_rec_eff, &drive, &x0)?;
-            let hs = activation::apply(settings.activation, &xs)?;
-            Ok(Trajectory { x: Some(layout(xs)?), h: layout(hs)? })
+            let out = recurrence.run(&w_rec_eff, &drive, &x0)?;
+            Ok(Trajectory { x: out.x.map(layout).transpose()?, h: layout(out.h)? })
         } else {
-            let hs = recurrence.run(&w_rec_eff, &drive, &h0)?;
-            Ok(Trajectory { x: None, h: layout(hs)? })
+            let out = recurrence.run(&w_rec_eff, &drive, &h0)?;
+            Ok(Trajectory { x: None, h: layout(out.h)? })
         }
     }
 
