@@ -57,6 +57,11 @@ pub fn generate(
     let name_str = arch.name();
     let settings = settings_tokens(arch.settings());
     let (regions, inputs, connections) = table_tokens(arch);
+    // The compiler's choice of recurrent product, from the block structure it knows.
+    let product = match arch.product() {
+        crate::model::Product::Dense => quote!(#p::Product::Dense),
+        crate::model::Product::Blocks => quote!(#p::Product::Blocks),
+    };
     let range_consts = range_consts(arch);
     let tracked = target.tracked_file.map(|path| {
         quote! {
@@ -94,8 +99,8 @@ pub fn generate(
                 Self::__MRNN_REGIONS,
                 Self::__MRNN_INPUTS,
                 Self::__MRNN_CONNECTIONS,
-                #hidden,
-                #input,
+                (#hidden, #input),
+                #product,
             );
             const __MRNN_REGIONS: &'static [#p::Region] = &[#regions];
             const __MRNN_INPUTS: &'static [#p::InputRegion] = &[#inputs];

@@ -58,8 +58,8 @@ pub use check::Purpose;
 pub use diag::{Ctxt, Diagnostic, Loc, Severity};
 pub use ir::{Ir, Located};
 pub use model::{
-    Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings,
-    Sign, Source,
+    Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Product, Region,
+    Settings, Sign, Source,
 };
 pub use report::Report;
 pub use spec::Spec;

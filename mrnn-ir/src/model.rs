@@ -274,6 +274,36 @@ pub struct Connection {
     pub sparsity: Option<f64>,
 }
 
+/// How the recurrent product `W_rec_eff h` is computed, decided by the compiler from the block
+/// structure it knows statically (which region pairs are connected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Product {
+    /// One `[B, H] x [H, H]` product: best when most region pairs are connected.
+    Dense,
+    /// One product per connection, over its block only: best when few pairs are connected
+    /// (CBGTCL: 19 of 64 pairs), since unconnected blocks are zero.
+    Blocks,
+}
+
+impl Product {
+    /// Block products win below this fraction of connected entries of `W_rec` (measured with
+    /// `mrnn bench` on the E/I, CBGTCL and connectome-like networks; see
+    /// `mrnn-runtime/bench/README.md`).
+    pub const BLOCK_DENSITY_THRESHOLD: f64 = 0.5;
+
+    /// The product for a recurrent matrix of `hidden` units whose connected blocks cover
+    /// `connected` entries.
+    #[must_use]
+    pub fn for_density(connected: usize, hidden: usize) -> Product {
+        let total = (hidden as f64) * (hidden as f64);
+        if total > 0.0 && (connected as f64) / total < Product::BLOCK_DENSITY_THRESHOLD {
+            Product::Blocks
+        } else {
+            Product::Dense
+        }
+    }
+}
+
 /// A checked, laid-out network architecture.
 ///
 /// Only the compiler makes one ([`crate::compile_spec`], or the `const` that `mrnn!` generates),
@@ -288,6 +318,7 @@ pub struct Architecture {
     connections: Cow<'static, [Connection]>,
     hidden: usize,
     input: usize,
+    product: Product,
 }
 
 impl Architecture {
@@ -301,8 +332,8 @@ impl Architecture {
         regions: &'static [Region],
         inputs: &'static [InputRegion],
         connections: &'static [Connection],
-        hidden: usize,
-        input: usize,
+        (hidden, input): (usize, usize),
+        product: Product,
     ) -> Self {
         Architecture {
             name: Cow::Borrowed(name),
@@ -312,6 +343,7 @@ impl Architecture {
             connections: Cow::Borrowed(connections),
             hidden,
             input,
+            product,
         }
     }
 
@@ -324,6 +356,15 @@ impl Architecture {
     ) -> Self {
         let hidden = regions.iter().map(|r| r.units).sum();
         let input = inputs.iter().map(|r| r.units).sum();
+        let connected = connections
+            .iter()
+            .filter(|c| matches!(c.src, Source::Recurrent(_)))
+            .map(|c| regions[c.dst].units * match c.src {
+                Source::Recurrent(i) => regions[i].units,
+                Source::Input(_) => 0,
+            })
+            .sum();
+        let product = Product::for_density(connected, hidden);
         Architecture {
             name: Cow::Owned(name),
             settings,
@@ -332,7 +373,14 @@ impl Architecture {
             connections: Cow::Owned(connections),
             hidden,
             input,
+            product,
         }
+    }
+
+    /// How the recurrent product is computed (dense, or one block per connection).
+    #[must_use]
+    pub fn product(&self) -> Product {
+        self.product
     }
 
     /// The network's name (the type name in `mrnn!`, the file stem for JSON).

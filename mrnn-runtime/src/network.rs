@@ -6,7 +6,7 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor, Var};
 use mrnn_ir::{Architecture, Dynamics};
 
-use crate::engine::Recurrence;
+use crate::engine::{Block, Recurrence};
 use crate::masks::{HostMatrix, Matrix};
 use crate::noise::Draws;
 use crate::{Error, Result, activation, compat, init, linalg, masks, threads};
@@ -484,6 +484,22 @@ impl Network {
         Ok(next.x.unwrap_or(next.h).squeeze(0)?)
     }
 
+    /// The connected blocks of `W_rec` (destination rows, source columns), one per recurrent
+    /// connection.
+    pub(crate) fn blocks(&self) -> Vec<Block> {
+        let regions = self.arch.regions();
+        self.arch
+            .connections()
+            .iter()
+            .filter_map(|c| match c.src {
+                mrnn_ir::Source::Recurrent(s) => {
+                    Some(Block { rows: regions[c.dst].range(), cols: regions[s].range() })
+                }
+                mrnn_ir::Source::Input(_) => None,
+            })
+            .collect()
+    }
+
     /// Everything that enters a step besides the recurrent input, for all steps at once
     /// (`[T, B, H]`): `W_inp_eff (u_t + e_inp) + b + e_hid + s_t`. One product for the whole
     /// input sequence instead of one per step.
@@ -592,7 +608,12 @@ impl Network {
             .transpose()?;
         let u = time_major(&input, settings.batch_first)?;
         let mut drive = self.drive(&u, noise.as_ref(), stim.as_ref())?;
-        let recurrence = Recurrence::new(settings.dynamics, settings.activation);
+        let mut recurrence = Recurrence::new(settings.dynamics, settings.activation);
+        // The compiler's block structure holds for the network's own matrix, not for a
+        // replacement passed by the caller (a lesion may put weights anywhere).
+        if options.w_rec_eff.is_none() && self.arch.product() == mrnn_ir::Product::Blocks {
+            recurrence = recurrence.with_blocks(self.blocks());
+        }
         let layout = |seq: Tensor| -> Result<Tensor> {
             Ok(if settings.batch_first { seq.transpose(0, 1)?.contiguous()? } else { seq })
         };

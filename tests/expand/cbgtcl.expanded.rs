@@ -95,8 +95,8 @@ impl Cbgtcl {
         Self::__MRNN_REGIONS,
         Self::__MRNN_INPUTS,
         Self::__MRNN_CONNECTIONS,
-        350,
-        25,
+        (350, 25),
+        ::mrnn_runtime::__private::Product::Blocks,
     );
     const __MRNN_REGIONS: &'static [::mrnn_runtime::__private::Region] = &[
         ::mrnn_runtime::__private::Region {

@@ -61,8 +61,8 @@ impl Ei {
         Self::__MRNN_REGIONS,
         Self::__MRNN_INPUTS,
         Self::__MRNN_CONNECTIONS,
-        40,
-        5,
+        (40, 5),
+        ::mrnn_runtime::__private::Product::Dense,
     );
     const __MRNN_REGIONS: &'static [::mrnn_runtime::__private::Region] = &[
         ::mrnn_runtime::__private::Region {

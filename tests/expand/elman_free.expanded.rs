@@ -57,8 +57,8 @@ impl ElmanFree {
         Self::__MRNN_REGIONS,
         Self::__MRNN_INPUTS,
         Self::__MRNN_CONNECTIONS,
-        20,
-        3,
+        (20, 3),
+        ::mrnn_runtime::__private::Product::Dense,
     );
     const __MRNN_REGIONS: &'static [::mrnn_runtime::__private::Region] = &[
         ::mrnn_runtime::__private::Region {

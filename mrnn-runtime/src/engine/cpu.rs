@@ -3,13 +3,16 @@
 //! backward. candle's per-op dispatch and allocation cost tens of microseconds per step, which is
 //! most of the time at the sizes neuroscience networks have (H of a few hundred).
 //!
+//! With a block structure ([`Block`]: one per connection, chosen by the compiler when few region
+//! pairs are connected) every product runs over the connected blocks only: the others are zero.
+//!
 //! Layouts: every matrix is row-major; `w` is `[H, H]` (destination rows); sequences are
 //! time-major `[T, B, H]`.
 
 use mrnn_ir::Activation;
 
-use super::Update;
 use super::fast_math::{apply, mul_slope};
+use super::{Block, Update};
 
 /// A matrix operand of [`matmul`]: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -20,14 +23,8 @@ struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Operand { data, rs: cols, cs: 1 }
-    }
-
-    /// The transpose of a row-major matrix with `cols` columns.
-    fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Operand { data, rs: 1, cs: cols }
+    fn new(data: &'a [f32], rs: usize, cs: usize) -> Self {
+        Operand { data, rs, cs }
     }
 
     fn fits(&self, rows: usize, cols: usize) -> bool {
@@ -35,30 +32,31 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `dst (m x n, row-major) = [dst +] scale * lhs (m x k) * rhs (k x n)`.
+/// `dst (m x n, row stride ld) = [dst +] scale * lhs (m x k) * rhs (k x n)`.
 fn matmul(
     dst: &mut [f32],
+    ld: usize,
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
     lhs: Operand<'_>,
     rhs: Operand<'_>,
     scale: f32,
 ) {
-    assert!(
-        dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n),
-        "matmul operands out of bounds"
-    );
+    let dst_fits = m == 0 || n == 0 || (m - 1) * ld + n <= dst.len();
+    assert!(dst_fits && lhs.fits(m, k) && rhs.fits(k, n), "matmul operands out of bounds");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in 0..m {
+                dst[row * ld..row * ld + n].fill(0.0);
+            }
         }
         return;
     }
     // Threads pay off only on products big enough to split; below that, rayon's hand-off costs
-    // more than the product (measured with `mrnn bench`).
+    // more than the product.
     let threads = rayon_threads();
     let parallelism = if threads > 1 && m * n * k >= 1 << 17 {
         gemm::Parallelism::Rayon(threads)
@@ -74,7 +72,7 @@ fn matmul(
             k,
             dst.as_mut_ptr(),
             1,
-            n.cast_signed(),
+            ld.cast_signed(),
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs.cast_signed(),
@@ -100,13 +98,6 @@ fn rayon_threads() -> usize {
     })
 }
 
-/// The output of the forward loop: `states` (`x_1..x_T` for leaky, `h_1..h_T` for Elman) and,
-/// for leaky dynamics, `rates` `h_1..h_T` (empty for Elman, where they are the states).
-pub(super) struct Forward {
-    pub(super) states: Vec<f32>,
-    pub(super) rates: Vec<f32>,
-}
-
 /// Sizes of a run.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Dims {
@@ -121,16 +112,145 @@ impl Dims {
     }
 }
 
+/// The recurrent matrix and how to multiply by it.
+pub(super) struct Matrix<'a> {
+    /// `[H, H]`, destination rows.
+    pub(super) w: &'a [f32],
+    /// The connected blocks, or `None` to use the whole matrix.
+    pub(super) blocks: Option<&'a [Block]>,
+    pub(super) hidden: usize,
+}
+
+impl Matrix<'_> {
+    /// `out[b, i] (+)= scale * sum_j h[b, j] W[i, j]` for a `[batch, H]` `h`.
+    fn times_transposed(
+        &self,
+        out: &mut [f32],
+        h: &[f32],
+        batch: usize,
+        accumulate: bool,
+        scale: f32,
+    ) {
+        let n = self.hidden;
+        match self.blocks {
+            None => matmul(
+                out,
+                n,
+                (batch, n, n),
+                accumulate,
+                Operand::new(h, n, 1),
+                Operand::new(self.w, 1, n),
+                scale,
+            ),
+            Some(blocks) => {
+                if !accumulate {
+                    out[..batch * n].fill(0.0);
+                }
+                for b in blocks {
+                    let (rows, cols) = (b.rows.clone(), b.cols.clone());
+                    matmul(
+                        &mut out[rows.start..],
+                        n,
+                        (batch, rows.len(), cols.len()),
+                        true,
+                        Operand::new(&h[cols.start..], n, 1),
+                        Operand::new(&self.w[rows.start * n + cols.start..], 1, n),
+                        scale,
+                    );
+                }
+            }
+        }
+    }
+
+    /// `out[b, j] (+)= scale * sum_i a[b, i] W[i, j]` for a `[batch, H]` `a`.
+    fn times(&self, out: &mut [f32], a: &[f32], batch: usize, accumulate: bool, scale: f32) {
+        let n = self.hidden;
+        match self.blocks {
+            None => matmul(
+                out,
+                n,
+                (batch, n, n),
+                accumulate,
+                Operand::new(a, n, 1),
+                Operand::new(self.w, n, 1),
+                scale,
+            ),
+            Some(blocks) => {
+                if !accumulate {
+                    out[..batch * n].fill(0.0);
+                }
+                for b in blocks {
+                    let (rows, cols) = (b.rows.clone(), b.cols.clone());
+                    matmul(
+                        &mut out[cols.start..],
+                        n,
+                        (batch, cols.len(), rows.len()),
+                        true,
+                        Operand::new(&a[rows.start..], n, 1),
+                        Operand::new(&self.w[rows.start * n + cols.start..], n, 1),
+                        scale,
+                    );
+                }
+            }
+        }
+    }
+
+    /// `grad[i, j] (+)= scale * sum_r a[r, i] p[r, j]` over `rows` rows of `[rows, H]` `a` and
+    /// `p`, on the connected blocks only (the others stay zero: the mask zeroes them anyway).
+    fn outer(
+        &self,
+        grad: &mut [f32],
+        a: &[f32],
+        p: &[f32],
+        rows: usize,
+        accumulate: bool,
+        scale: f32,
+    ) {
+        let n = self.hidden;
+        match self.blocks {
+            None => matmul(
+                grad,
+                n,
+                (n, n, rows),
+                accumulate,
+                Operand::new(a, 1, n),
+                Operand::new(p, n, 1),
+                scale,
+            ),
+            Some(blocks) => {
+                for b in blocks {
+                    let (r, c) = (b.rows.clone(), b.cols.clone());
+                    matmul(
+                        &mut grad[r.start * n + c.start..],
+                        n,
+                        (r.len(), c.len(), rows),
+                        accumulate,
+                        Operand::new(&a[r.start..], 1, n),
+                        Operand::new(&p[c.start..], n, 1),
+                        scale,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The output of the forward loop: `states` (`x_1..x_T` for leaky, `h_1..h_T` for Elman) and,
+/// for leaky dynamics, `rates` `h_1..h_T` (empty for Elman, where they are the states).
+pub(super) struct Forward {
+    pub(super) states: Vec<f32>,
+    pub(super) rates: Vec<f32>,
+}
+
 pub(super) fn forward(
     update: Update,
     activation: Activation,
-    w: &[f32],
+    w: &Matrix<'_>,
     drive: &[f32],
     init: &[f32],
     d: Dims,
 ) -> Forward {
-    let (bh, h) = (d.step(), d.hidden);
-    let w_t = Operand::transposed(w, h);
+    let bh = d.step();
     match update {
         Update::Leaky { alpha } => {
             let alpha = alpha as f32;
@@ -148,7 +268,7 @@ pub(super) fn forward(
                 }
                 let (done_h, rest_h) = rates.split_at_mut(t * bh);
                 let h_prev: &[f32] = if t == 0 { &h0 } else { &done_h[(t - 1) * bh..] };
-                matmul(x, (d.batch, h, h), true, Operand::rows(h_prev, h), w_t, alpha);
+                w.times_transposed(x, h_prev, d.batch, true, alpha);
                 apply(activation, x, &mut rest_h[..bh]);
             }
             Forward { states, rates }
@@ -160,7 +280,7 @@ pub(super) fn forward(
                 z.copy_from_slice(&drive[t * bh..(t + 1) * bh]);
                 let (done, rest) = states.split_at_mut(t * bh);
                 let h_prev = if t == 0 { init } else { &done[(t - 1) * bh..] };
-                matmul(&mut z, (d.batch, h, h), true, Operand::rows(h_prev, h), w_t, 1.0);
+                w.times_transposed(&mut z, h_prev, d.batch, true, 1.0);
                 apply(activation, &z, &mut rest[..bh]);
             }
             Forward { states, rates: Vec::new() }
@@ -168,24 +288,25 @@ pub(super) fn forward(
     }
 }
 
-/// Gradients `(w [H, H], drive [T, B, H], init [B, H])` from the gradients of the outputs:
-/// `grad_states` (`x` for leaky, `h` for Elman) and, for leaky dynamics, `grad_rates` (`h`).
+/// What the backward pass reads: the initial state, the forward's output, and the gradients
+/// of the outputs: `grad_states` (`x` for leaky, `h` for Elman) and, for leaky dynamics,
+/// `grad_rates` (`h`).
 pub(super) struct Backward<'a> {
-    pub(super) w: &'a [f32],
     pub(super) init: &'a [f32],
     pub(super) out: &'a Forward,
     pub(super) grad_states: &'a [f32],
     pub(super) grad_rates: &'a [f32],
 }
 
+/// Gradients `(w [H, H], drive [T, B, H], init [B, H])`.
 pub(super) fn backward(
     update: Update,
     activation: Activation,
+    w: &Matrix<'_>,
     b: &Backward<'_>,
     d: Dims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (bh, h, steps) = (d.step(), d.hidden, d.steps);
-    let w_rows = Operand::rows(b.w, h);
     let mut adjoint = vec![0f32; steps * bh];
     let mut tmp = vec![0f32; bh];
     let mut grad_w = vec![0f32; h * h];
@@ -199,18 +320,12 @@ pub(super) fn backward(
                 let a = &mut now[t * bh..];
                 let next = (t + 1 < steps).then(|| &later[..bh]);
                 match next {
-                    Some(next) => matmul(
-                        &mut tmp,
-                        (d.batch, h, h),
-                        false,
-                        Operand::rows(next, h),
-                        w_rows,
-                        alpha,
-                    ),
+                    Some(next) => w.times(&mut tmp, next, d.batch, false, alpha),
                     None => tmp.fill(0.0),
                 }
-                let gh = &b.grad_rates[t * bh..(t + 1) * bh];
-                tmp.iter_mut().zip(gh).for_each(|(v, &g)| *v += g);
+                for (v, &g) in tmp.iter_mut().zip(&b.grad_rates[t * bh..(t + 1) * bh]) {
+                    *v += g;
+                }
                 mul_slope(activation, &b.out.rates[t * bh..(t + 1) * bh], &mut tmp);
                 let gx = &b.grad_states[t * bh..(t + 1) * bh];
                 match next {
@@ -219,22 +334,24 @@ pub(super) fn backward(
                             *a = (1.0 - alpha) * n + g + v;
                         }
                     }
-                    None => a.iter_mut().zip(&tmp).zip(gx).for_each(|((a, &v), &g)| *a = g + v),
+                    None => {
+                        for ((a, &v), &g) in a.iter_mut().zip(&tmp).zip(gx) {
+                            *a = g + v;
+                        }
+                    }
                 }
             }
             // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
             let a0 = &adjoint[..bh];
             let mut h0 = vec![0f32; bh];
             apply(activation, b.init, &mut h0);
-            matmul(&mut tmp, (d.batch, h, h), false, Operand::rows(a0, h), w_rows, alpha);
+            w.times(&mut tmp, a0, d.batch, false, alpha);
             mul_slope(activation, &h0, &mut tmp);
-            grad_init
-                .iter_mut()
-                .zip(a0)
-                .zip(&tmp)
-                .for_each(|((g, &a), &v)| *g = (1.0 - alpha) * a + v);
+            for ((g, &a), &v) in grad_init.iter_mut().zip(a0).zip(&tmp) {
+                *g = (1.0 - alpha) * a + v;
+            }
             // dL/dW = a sum_t a_t^T h_t (h_0 = phi(x_0), then the rates), as two products.
-            weight_gradient(&mut grad_w, &adjoint, &h0, &b.out.rates, d, alpha);
+            weight_gradient(w, &mut grad_w, &adjoint, &h0, &b.out.rates, d, alpha);
             // dL/dd_t = a a_t
             for a in &mut adjoint {
                 *a *= alpha;
@@ -247,26 +364,12 @@ pub(super) fn backward(
                 let delta = &mut now[t * bh..];
                 delta.copy_from_slice(&b.grad_states[t * bh..(t + 1) * bh]);
                 if t + 1 < steps {
-                    matmul(
-                        delta,
-                        (d.batch, h, h),
-                        true,
-                        Operand::rows(&later[..bh], h),
-                        w_rows,
-                        1.0,
-                    );
+                    w.times(delta, &later[..bh], d.batch, true, 1.0);
                 }
                 mul_slope(activation, &b.out.states[t * bh..(t + 1) * bh], delta);
             }
-            matmul(
-                &mut grad_init,
-                (d.batch, h, h),
-                false,
-                Operand::rows(&adjoint[..bh], h),
-                w_rows,
-                1.0,
-            );
-            weight_gradient(&mut grad_w, &adjoint, b.init, &b.out.states, d, 1.0);
+            w.times(&mut grad_init, &adjoint[..bh], d.batch, false, 1.0);
+            weight_gradient(w, &mut grad_w, &adjoint, b.init, &b.out.states, d, 1.0);
         }
     }
     (grad_w, adjoint, grad_init)
@@ -275,6 +378,7 @@ pub(super) fn backward(
 /// `grad_w = scale * (adj_0^T first + sum_{t >= 1} adj_t^T rates_{t-1})`: the rates before each
 /// step are `first` and then the first `T - 1` outputs, each a `[B, H]` block.
 fn weight_gradient(
+    w: &Matrix<'_>,
     grad_w: &mut [f32],
     adjoint: &[f32],
     first: &[f32],
@@ -282,22 +386,8 @@ fn weight_gradient(
     d: Dims,
     scale: f32,
 ) {
-    let (bh, h) = (d.step(), d.hidden);
-    matmul(
-        grad_w,
-        (h, h, d.batch),
-        false,
-        Operand::transposed(&adjoint[..bh], h),
-        Operand::rows(first, h),
-        scale,
-    );
+    let bh = d.step();
+    w.outer(grad_w, &adjoint[..bh], first, d.batch, false, scale);
     let later = (d.steps - 1) * d.batch;
-    matmul(
-        grad_w,
-        (h, h, later),
-        true,
-        Operand::transposed(&adjoint[bh..], h),
-        Operand::rows(&rates[..later * h], h),
-        scale,
-    );
+    w.outer(grad_w, &adjoint[bh..], &rates[..later * d.hidden], later, true, scale);
 }

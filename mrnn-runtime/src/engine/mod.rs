@@ -30,11 +30,22 @@ use mrnn_ir::{Activation, Dynamics};
 use crate::Result;
 use crate::activation;
 
+/// One connected block of the recurrent matrix: destination rows, source columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Destination units (rows of `W`).
+    pub rows: std::ops::Range<usize>,
+    /// Source units (columns of `W`).
+    pub cols: std::ops::Range<usize>,
+}
+
 /// The state update of a network: leaky (with `alpha = dt / tau`) or Elman, and `phi`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Recurrence {
     update: Update,
     activation: Activation,
+    /// Multiply by these blocks only (the rest of `W` is zero); `None`: the whole matrix.
+    blocks: Option<std::sync::Arc<[Block]>>,
     /// Run CPU tensors through the tensor-op path too (tests compare the two paths).
     tensor_ops: bool,
 }
@@ -65,7 +76,18 @@ impl Recurrence {
             Dynamics::Leaky { .. } => Update::Leaky { alpha: dynamics.alpha() },
             Dynamics::Elman => Update::Elman,
         };
-        Recurrence { update, activation, tensor_ops: false }
+        Recurrence { update, activation, blocks: None, tensor_ops: false }
+    }
+
+    /// Multiplies by these blocks of `W` only: every entry outside them must be zero (the
+    /// network passes its connections when the compiler chose [`mrnn_ir::Product::Blocks`]).
+    /// Gradients with respect to `W` are then computed on the blocks only (zero elsewhere, where
+    /// the mask zeroes them anyway). Blocks apply to the host kernel; other devices multiply by
+    /// the whole matrix.
+    #[must_use]
+    pub fn with_blocks(mut self, blocks: Vec<Block>) -> Self {
+        self.blocks = Some(blocks.into());
+        self
     }
 
     /// Runs the recurrence. `w` is the effective recurrent matrix `[H, H]` (destination rows),
@@ -78,7 +100,7 @@ impl Recurrence {
             w.apply_op3_arc(
                 drive,
                 init,
-                std::sync::Arc::new(Box::new(RecurrenceOp { recurrence: *self, out })),
+                std::sync::Arc::new(Box::new(RecurrenceOp { recurrence: self.clone(), out })),
             )?
         } else {
             out
@@ -96,10 +118,12 @@ impl Recurrence {
         let (steps, batch, hidden) = drive.dims3()?;
         if self.host_kernel(w) {
             let dims = cpu::Dims { steps, batch, hidden };
+            let w = host(w)?;
+            let matrix = cpu::Matrix { w: &w, blocks: self.blocks.as_deref(), hidden };
             let out = cpu::forward(
                 self.update,
                 self.activation,
-                &host(w)?,
+                &matrix,
                 &host(drive)?,
                 &host(init)?,
                 dims,
@@ -169,14 +193,9 @@ impl Recurrence {
             };
             let forward = cpu::Forward { states, rates };
             let (w_host, init_host) = (host(w)?, host(init)?);
-            let args = cpu::Backward {
-                w: &w_host,
-                init: &init_host,
-                out: &forward,
-                grad_states,
-                grad_rates,
-            };
-            let (gw, gd, gi) = cpu::backward(self.update, self.activation, &args, dims);
+            let matrix = cpu::Matrix { w: &w_host, blocks: self.blocks.as_deref(), hidden };
+            let args = cpu::Backward { init: &init_host, out: &forward, grad_states, grad_rates };
+            let (gw, gd, gi) = cpu::backward(self.update, self.activation, &matrix, &args, dims);
             return Ok((
                 Tensor::from_vec(gw, (hidden, hidden), &Device::Cpu)?,
                 Tensor::from_vec(gd, (steps, batch, hidden), &Device::Cpu)?,
@@ -466,5 +485,59 @@ mod tests {
         let out = rec.run(&w, &d, &x0).unwrap();
         assert!(!out.h.track_op());
         assert!(max_diff(&out.h, &naive(&rec, &w, &d, &x0).1) < 1e-6);
+    }
+
+    /// With a block structure the host kernel multiplies by the connected blocks only: the same
+    /// outputs and input/state gradients as the whole matrix (zero outside the blocks), and the
+    /// same weight gradient on the blocks (zero elsewhere).
+    #[test]
+    fn block_products_match_the_dense_product() {
+        let dev = Device::Cpu;
+        let (t, b, h) = (6, 3, 7);
+        let blocks = vec![
+            Block { rows: 0..3, cols: 0..3 },
+            Block { rows: 3..7, cols: 0..3 },
+            Block { rows: 0..3, cols: 5..7 },
+            Block { rows: 5..7, cols: 3..5 },
+        ];
+        let mut mask = vec![0f32; h * h];
+        for blk in &blocks {
+            for i in blk.rows.clone() {
+                for j in blk.cols.clone() {
+                    mask[i * h + j] = 1.0;
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (h, h), &dev).unwrap();
+        for activation in Activation::ALL {
+            for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 3.0 }, Dynamics::Elman] {
+                let raw =
+                    Var::from_tensor(&Tensor::randn(0f32, 0.5, (h, h), &dev).unwrap()).unwrap();
+                let d =
+                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap()).unwrap();
+                let x0 =
+                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h), &dev).unwrap()).unwrap();
+                let weights = Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap();
+                let run = |rec: &Recurrence| {
+                    let w = raw.as_tensor().mul(&mask).unwrap();
+                    let out = rec.run(&w, d.as_tensor(), x0.as_tensor()).unwrap();
+                    let grads = out.h.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+                    let g = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+                    (out.h, g(&raw), g(&d), g(&x0))
+                };
+                let dense = Recurrence::new(dynamics, activation);
+                let sparse = dense.clone().with_blocks(blocks.clone());
+                let (a, b) = (run(&dense), run(&sparse));
+                let what = format!("{activation:?} {dynamics:?}");
+                assert!(max_diff(&a.0, &b.0) < 1e-5, "{what}: forward");
+                for (name, x, y) in [("W", &a.1, &b.1), ("drive", &a.2, &b.2), ("init", &a.3, &b.3)]
+                {
+                    assert!(
+                        max_diff(x, y) / max_abs(x).max(1.0) < 1e-5,
+                        "{what}: gradient of {name}"
+                    );
+                }
+            }
+        }
     }
 }
