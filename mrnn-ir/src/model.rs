@@ -359,9 +359,12 @@ impl Architecture {
         let connected = connections
             .iter()
             .filter(|c| matches!(c.src, Source::Recurrent(_)))
-            .map(|c| regions[c.dst].units * match c.src {
-                Source::Recurrent(i) => regions[i].units,
-                Source::Input(_) => 0,
+            .map(|c| {
+                regions[c.dst].units
+                    * match c.src {
+                        Source::Recurrent(i) => regions[i].units,
+                        Source::Input(_) => 0,
+                    }
             })
             .sum();
         let product = Product::for_density(connected, hidden);
@@ -381,6 +384,14 @@ impl Architecture {
     #[must_use]
     pub fn product(&self) -> Product {
         self.product
+    }
+
+    /// The same architecture with another product (for benchmarks and experiments): both
+    /// products compute the same result, only their speed differs.
+    #[must_use]
+    pub fn with_product(mut self, product: Product) -> Self {
+        self.product = product;
+        self
     }
 
     /// The network's name (the type name in `mrnn!`, the file stem for JSON).

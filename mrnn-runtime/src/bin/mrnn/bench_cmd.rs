@@ -56,6 +56,26 @@ pub(crate) struct BenchArgs {
     /// `cpu` or `cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// A connectome-like network instead: this many regions of H / regions units, each pair
+    /// connected with probability `--connect` (plus every self-connection), seeded.
+    #[arg(long)]
+    connectome: Option<usize>,
+    /// Connection probability of `--connectome` networks.
+    #[arg(long, default_value_t = 0.1)]
+    connect: f64,
+    /// Recurrent product: the compiler's choice (`auto`), or force `dense` or `blocks`.
+    #[arg(long, value_enum, default_value_t = ProductChoice::Auto)]
+    product: ProductChoice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProductChoice {
+    /// What the compiler chose from the block structure.
+    Auto,
+    /// One product with the whole matrix.
+    Dense,
+    /// One product per connection.
+    Blocks,
 }
 
 /// The E/I network of torch_baseline.py's `ei_config`: 80 % excitatory, all four recurrent
@@ -91,6 +111,51 @@ fn ei_spec(hidden: usize, inputs: usize) -> Spec {
     }
 }
 
+/// A connectome-like network: `regions` regions of `units` units (every fifth inhibitory), each
+/// ordered pair connected with probability `p` (a fixed-seed draw), every region to itself, one
+/// input region driving the first region.
+fn connectome_spec(regions: usize, units: usize, inputs: usize, p: f64) -> Spec {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let name = |i: usize| format!("r{i}");
+    let recurrent_regions = (0..regions)
+        .map(|i| RegionSpec {
+            name: Some(name(i)),
+            num_units: Some(i64::try_from(units.max(1)).unwrap_or(i64::MAX)),
+            sign: Some(if i % 5 == 4 { "neg" } else { "pos" }.into()),
+            base_firing: Some(0.1),
+            ..RegionSpec::default()
+        })
+        .collect();
+    let mut recurrent_connections = Vec::new();
+    for dst in 0..regions {
+        for src in 0..regions {
+            if src == dst || rng.random_bool(p.clamp(0.0, 1.0)) {
+                recurrent_connections.push(ConnectionSpec {
+                    src_region: Some(name(src)),
+                    dst_region: Some(name(dst)),
+                    ..ConnectionSpec::default()
+                });
+            }
+        }
+    }
+    Spec {
+        recurrent_regions,
+        input_regions: vec![InputRegionSpec {
+            name: Some("inp".into()),
+            num_units: Some(i64::try_from(inputs).unwrap_or(i64::MAX)),
+            sign: Some("pos".into()),
+        }],
+        recurrent_connections,
+        input_connections: vec![ConnectionSpec {
+            src_region: Some("inp".into()),
+            dst_region: Some(name(0)),
+            ..ConnectionSpec::default()
+        }],
+        model: None,
+    }
+}
+
 pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let device = device(&args.device)?;
     let (mut spec, case, file, text) = match &args.config {
@@ -100,6 +165,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
             })?;
             let file = path.display().to_string();
             (mrnn_ir::read_spec(&text, &file)?, file.clone(), file, text)
+        }
+        None if args.connectome.is_some() => {
+            let regions = args.connectome.unwrap_or(1).max(1);
+            let inputs = args.inputs.unwrap_or((args.hidden / 8).max(1));
+            let case = format!("connectome-{regions}x{}-p{}", args.hidden / regions, args.connect);
+            (
+                connectome_spec(regions, args.hidden / regions, inputs, args.connect),
+                case,
+                "connectome.json".to_owned(),
+                String::new(),
+            )
         }
         None => {
             if args.hidden < 2 {
@@ -119,6 +195,12 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         model.activation = Some(args.act.clone());
     }
     let arch = mrnn_ir::compile_spec(&spec, &file, &text)?.architecture;
+    let arch = match args.product {
+        ProductChoice::Auto => arch,
+        ProductChoice::Dense => arch.with_product(mrnn_ir::Product::Dense),
+        ProductChoice::Blocks => arch.with_product(mrnn_ir::Product::Blocks),
+    };
+    let product = format!("{:?}", arch.product()).to_lowercase();
     let network = Network::new(arch, &device)?;
     let (h, i) = (network.hidden_size(), network.input_size());
     let (b, t) = (args.batch, args.steps);
@@ -170,7 +252,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let line = serde_json::json!({
         "impl": "mrnn", "case": case, "H": h, "I": i, "B": b, "T": t, "pass": pass,
-        "threads": threads, "device": args.device, "ms": ms,
+        "threads": threads, "device": args.device, "product": product, "ms": ms,
     });
     println!("{line}");
     Ok(())
