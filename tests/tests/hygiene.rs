@@ -2,11 +2,7 @@
 //! so user items named like the types, variants, traits and macros it uses cannot capture it
 //! (after serde's `test_gen.rs`). Each module below shadows those names and then invokes `mrnn!`;
 //! the test is that this file compiles, and that the constants are the network's.
-//!
-//! Not covered: primitive type names. Generated code writes `usize` and `u64` unqualified
-//! (`pub const HIDDEN: usize`, `with_seed(seed: u64, ..)`), so a `struct usize;` beside the
-//! invocation still captures it; add `struct usize; struct u64;` to `shadowed_types` once
-//! codegen spells them `::core::primitive::usize`.
+//! Primitive type names too: generated code spells them `::core::primitive::usize`.
 
 // The shadowing items exist only to be in scope; most are never used.
 #![allow(dead_code, unused_macros, reason = "the shadowing items are never used, only declared")]
@@ -48,6 +44,15 @@ mod shadowed_types {
     struct From;
     struct Into;
     struct Error;
+    #[allow(non_camel_case_types, reason = "shadows the primitive on purpose")]
+    struct usize;
+    #[allow(non_camel_case_types, reason = "shadows the primitive on purpose")]
+    struct u64;
+    #[allow(non_camel_case_types, reason = "shadows the primitive on purpose")]
+    struct f64;
+    #[allow(non_camel_case_types, reason = "shadows the primitive on purpose")]
+    struct bool;
+    struct Product;
 
     // Modules named like the crates generated code paths start from: `::core` and
     // `::mrnn_runtime` must still mean the crates.
