@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod analysis;
 pub mod builtin;
 pub mod checkpoint;
 pub mod compat;
