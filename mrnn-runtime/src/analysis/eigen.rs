@@ -147,8 +147,9 @@ fn eigenvector(
     let mut y = DVector::<Complex<f64>>::zeros(n);
     y[k] = Complex::new(1.0, 0.0);
     // A repeated eigenvalue makes a denominator vanish; a tiny shift gives the usual
-    // (nearly parallel) vectors of a defective matrix instead of infinities.
-    let tiny = f64::EPSILON * scale;
+    // (nearly parallel) vectors of a defective matrix instead of infinities. Not below 1e-150:
+    // complex division squares the denominator, which must not underflow to 0.
+    let tiny = (f64::EPSILON * scale).max(1e-150);
     for j in (0..k).rev() {
         let mut s = Complex::new(0.0, 0.0);
         for l in j + 1..=k {
@@ -265,6 +266,9 @@ mod tests {
         check_pairs(&DMatrix::from_row_slice(2, 2, &[0.0, -1.0, 1.0, 0.0]));
         check_pairs(&DMatrix::from_row_slice(3, 3, &[1.0, 2.0, 3.0, 0.0, 4.0, 5.0, 0.0, 0.0, 6.0]));
         check_pairs(&DMatrix::from_row_slice(2, 2, &[2.0, 1.0, 1.0, 2.0]));
+        // Zero (every vector is an eigenvector) and a repeated diagonal.
+        check_pairs(&DMatrix::zeros(3, 3));
+        check_pairs(&DMatrix::from_diagonal_element(4, 4, 0.5));
     }
 
     #[test]
