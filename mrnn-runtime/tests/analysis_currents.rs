@@ -94,7 +94,7 @@ fn currents_of_a_run_rebuild_each_step() {
         let bias = [0.3f32, -0.1];
         for (i, target) in c.targets.iter().enumerate() {
             // The total drive of the region at each step.
-            let mut drive = vec![bias[i]; 5];
+            let mut drive = [bias[i]; 5];
             for current in c.time_courses[i].iter().flatten() {
                 for (d, v) in drive.iter_mut().zip(course(current)) {
                     *d += v;
