@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 invalid input (a config, checkpoint or tensor file that is wrong),
 //! 2 usage error (unknown flags, missing arguments: clap's own code).
 
+mod analyze_cmd;
 mod bench_cmd;
 mod compile_cmds;
 mod simulate_cmd;
@@ -38,6 +39,9 @@ enum Command {
     /// Train a network on a task; checkpoint, metrics and figures go to `--out`.
     #[command(subcommand)]
     Train(train_cmd::TaskCommand),
+    /// Dissect a trained network: fixed points, linearizations, flow fields, currents.
+    #[command(subcommand)]
+    Analyze(analyze_cmd::AnalyzeCommand),
 }
 
 /// A failure of a command: what to print, and the exit code.
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate_cmd::simulate(&args),
         Command::Train(command) => train_cmd::train(command),
         Command::Bench(args) => bench_cmd::bench(&args),
+        Command::Analyze(command) => analyze_cmd::analyze(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,772 @@
+//! `mrnn analyze fixed-points | linearize | flow | currents`: dissection of a trained network
+//! (a JSON config and a weights file) on trajectories driven by flip-flop-like pulses or by the
+//! inputs of a safetensors file; results go to `--out` as JSON, safetensors and PNG figures.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mrnn_runtime::analysis::{
+    self, FixedPointOptions, FixedPoints, FlowField, FlowOptions, Others, Pca, Phase, StateKind,
+};
+use mrnn_runtime::plot::{self, FlowPlot, Marker, Spectrum};
+use mrnn_runtime::task::{FlipFlop, Task};
+use mrnn_runtime::{DType, Device, Forward, Network, Overrides, Readout, StateDict, Tensor};
+use rand::SeedableRng;
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::train_cmd::device;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AnalyzeCommand {
+    /// Find fixed points (Golub & Sussillo): `fixed_points.json`, `.safetensors` and figures.
+    FixedPoints {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        search: SearchArgs,
+    },
+    /// Jacobians of a region subset (state, input, excluded regions) and their eigenvalues.
+    Linearize {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        at: LinearizeArgs,
+    },
+    /// Flow field of some regions in the plane of their two leading principal components.
+    Flow {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        flow: FlowArgs,
+    },
+    /// The current each region receives from each region and input over the trajectories.
+    Currents {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// What every analysis needs: the network, where trajectories come from, where results go.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Network config (mRNNTorch JSON); its `"model"` object sets the dynamics.
+    config: PathBuf,
+    /// Weights: an mRNNTorch state dict (`.pth` or `.safetensors`) or an mrnn checkpoint.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Key prefix of the network's tensors in the state dict (`rnn.` for `rnn.W_rec`).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Directory for results (created if missing).
+    #[arg(long, default_value = "analysis")]
+    out: PathBuf,
+    /// Readout prefix in the weights file (reported for fixed points); default `out_layer.`
+    /// when the file has `out_layer.weight`.
+    #[arg(long)]
+    readout: Option<String>,
+    /// Only these regions (comma-separated names or parents; default all).
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Constant input for fixed points, Jacobians and flows (comma-separated, I values; default 0).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    input: Option<Vec<f64>>,
+    /// Safetensors file with `input` ([B, T, I], the network's layout) to drive trajectories;
+    /// default: flip-flop pulses on every input channel.
+    #[arg(long)]
+    inputs: Option<PathBuf>,
+    /// Trials of flip-flop pulses.
+    #[arg(long, default_value_t = 16)]
+    trials: usize,
+    /// Steps per trial.
+    #[arg(long, default_value_t = 64)]
+    steps: usize,
+    /// Pulse probability per step and channel.
+    #[arg(long, default_value_t = 0.05)]
+    pulse_prob: f64,
+    /// Seed of the pulses, of candidate sampling and of noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Elman dynamics instead of the config's.
+    #[arg(long)]
+    elman: bool,
+    /// Integration step of leaky dynamics.
+    #[arg(long)]
+    dt: Option<f64>,
+    /// Time constant of leaky dynamics.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Activation: relu, tanh, sigmoid, softplus or linear.
+    #[arg(long)]
+    activation: Option<String>,
+    /// Dale's law on recurrent weights.
+    #[arg(long)]
+    rec_constrained: Option<bool>,
+    /// Dale's law on input weights.
+    #[arg(long)]
+    inp_constrained: Option<bool>,
+    /// Run on `cpu` or `cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Candidate states drawn from the trajectories.
+    #[arg(long, default_value_t = 512)]
+    candidates: usize,
+    /// Standard deviation of Gaussian noise added to the candidates (state units).
+    #[arg(long, default_value_t = 0.5)]
+    noise: f64,
+    /// Adam iterations at most.
+    #[arg(long, default_value_t = 5000)]
+    max_iters: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// A candidate stops when q = |F(s) - s|^2 / 2 is below this.
+    #[arg(long, default_value_t = 1e-12)]
+    tol_q: f64,
+    /// A candidate stops when q changes by less than this in one iteration.
+    #[arg(long, default_value_t = 1e-20)]
+    tol_dq: f64,
+    /// Points closer than this are one fixed point.
+    #[arg(long, default_value_t = 1e-3)]
+    tol_unique: f64,
+    /// Report only points with q at most this (slow points are dropped).
+    #[arg(long, default_value_t = 1e-6)]
+    max_q: f64,
+    /// Drop points farther from the candidates' centroid than this many times their spread.
+    #[arg(long, default_value_t = 10.0)]
+    outlier_distance: f64,
+    /// Newton steps that polish each distinct point (0: none).
+    #[arg(long, default_value_t = 8)]
+    newton_steps: usize,
+    /// Do not optimize the q outliers a second time.
+    #[arg(long)]
+    no_rerun: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LinearizeArgs {
+    /// Linearize at every point of a `fixed_points.json` (from `mrnn analyze fixed-points`).
+    #[arg(long, conflicts_with = "state")]
+    fixed_points: Option<PathBuf>,
+    /// Linearize at the states of a JSON file: one array of H numbers, or a list of them
+    /// (x for leaky, h for Elman). Default: the network's initial state.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Also compute eigenvectors (written to the safetensors file).
+    #[arg(long)]
+    eigenvectors: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FlowArgs {
+    /// Grid points per axis.
+    #[arg(long, default_value_t = 21)]
+    grid: usize,
+    /// Where the other regions are: `mean` (over the trajectories) or `nearest` (the trajectory
+    /// sample nearest to each grid point).
+    #[arg(long, default_value = "mean")]
+    others: String,
+    /// Fixed points to mark (a `fixed_points.json`).
+    #[arg(long)]
+    fixed_points: Option<PathBuf>,
+    /// Also draw the linearized flow around this fixed point (its index in `--fixed-points`).
+    #[arg(long, requires = "fixed_points")]
+    linearize_at: Option<usize>,
+}
+
+pub(crate) fn analyze(command: AnalyzeCommand) -> Result<(), Failure> {
+    match command {
+        AnalyzeCommand::FixedPoints { common, search } => fixed_points(&common, &search),
+        AnalyzeCommand::Linearize { common, at } => linearize(&common, &at),
+        AnalyzeCommand::Flow { common, flow: args } => flow(&common, &args),
+        AnalyzeCommand::Currents { common } => currents(&common),
+    }
+}
+
+/// The loaded network, its readout (if any) and the trajectories' input.
+struct Setup {
+    net: Network,
+    readout: Option<Readout>,
+    input: Tensor,
+    x0: Option<Tensor>,
+}
+
+fn setup(args: &CommonArgs) -> Result<Setup, Failure> {
+    let device = device(&args.device)?;
+    let overrides = Overrides {
+        dynamics: args.elman.then(|| "elman".to_owned()),
+        dt: args.dt,
+        tau: args.tau,
+        activation: args.activation.clone(),
+        rec_constrained: args.rec_constrained,
+        inp_constrained: args.inp_constrained,
+        batch_first: None,
+        seed: None,
+    };
+    let mut net = Network::from_json_file(&args.config, &overrides, &device)?;
+    let weights = StateDict::read(&args.weights)?;
+    if is_mrnn_checkpoint(&args.weights) {
+        net.load_weights(&args.weights)?;
+    } else {
+        net.import_state_dict(&weights, &args.prefix)?;
+    }
+    let readout = match &args.readout {
+        Some(prefix) => Some(Readout::from_state_dict(&weights, prefix, &device)?),
+        None if weights.get("out_layer.weight").is_some() => {
+            Some(Readout::from_state_dict(&weights, "out_layer.", &device)?)
+        }
+        None => None,
+    };
+    if let Some(r) = &readout
+        && r.hidden_size() != net.hidden_size()
+    {
+        return Err(Failure::Invalid(format!(
+            "error: the readout reads {} units, but the network has {}",
+            r.hidden_size(),
+            net.hidden_size()
+        )));
+    }
+    if let Some(u) = &args.input
+        && u.len() != net.input_size()
+    {
+        return Err(Failure::Invalid(format!(
+            "error: --input has {} values, but the network has {} inputs",
+            u.len(),
+            net.input_size()
+        )));
+    }
+    let (input, x0) = trajectory_input(args, &net, &device)?;
+    Ok(Setup { net, readout, input, x0 })
+}
+
+/// The input that drives the trajectories, and an initial state when the network has no
+/// inputs (random, so that trajectories explore the state space).
+fn trajectory_input(
+    args: &CommonArgs,
+    net: &Network,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>), Failure> {
+    if let Some(path) = &args.inputs {
+        let file = StateDict::read(path)?;
+        let input = file.get("input").ok_or_else(|| {
+            Failure::Invalid(format!(
+                "error: `{}` has no tensor `input` ([B, T, I])",
+                path.display()
+            ))
+        })?;
+        return Ok((input.to_device(device).map_err(mrnn_runtime::Error::from)?, None));
+    }
+    if args.trials == 0 || args.steps == 0 {
+        return Err(Failure::Usage("--trials and --steps must be at least 1".into()));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    if net.input_size() == 0 {
+        let input = Tensor::zeros((args.trials, args.steps, 0), DType::F32, device)
+            .map_err(mrnn_runtime::Error::from)?;
+        let x0 = Tensor::randn(0f32, 1.0, (args.trials, net.hidden_size()), device)
+            .map_err(mrnn_runtime::Error::from)?;
+        return Ok((layout(net, input)?, Some(x0)));
+    }
+    let task = FlipFlop::new(net.input_size(), args.steps, args.pulse_prob)?;
+    let input = task.sample(args.trials, &mut rng, device)?.input;
+    Ok((layout(net, input)?, None))
+}
+
+/// A batch-first tensor in the network's layout.
+fn layout(net: &Network, t: Tensor) -> Result<Tensor, Failure> {
+    if net.architecture().settings().batch_first {
+        Ok(t)
+    } else {
+        Ok(t.transpose(0, 1).and_then(|t| t.contiguous()).map_err(mrnn_runtime::Error::from)?)
+    }
+}
+
+impl Setup {
+    fn forward_options(&self) -> Forward {
+        self.x0.clone().map_or_else(Forward::default, |x0| Forward::default().x0(x0))
+    }
+
+    /// The trajectories `[B, T, H]` in the state the dynamics carry.
+    fn states(&self) -> Result<Tensor, Failure> {
+        Ok(analysis::state_trajectory(&self.net, &self.input, &self.forward_options())?)
+    }
+}
+
+fn is_mrnn_checkpoint(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .is_some_and(|m| m.get("format").is_some_and(|f| f == mrnn_runtime::checkpoint::FORMAT))
+}
+
+fn out_dir(args: &CommonArgs) -> Result<&Path, Failure> {
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        Failure::Invalid(format!("error: cannot create `{}`: {e}", args.out.display()))
+    })?;
+    Ok(&args.out)
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Invalid(format!("error: cannot serialize: {e}")))?;
+    mrnn_runtime::checkpoint::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
+    let setup = setup(args)?;
+    let out = out_dir(args)?;
+    let net = &setup.net;
+    let states = setup.states()?;
+    let candidates = analysis::sample_states(&states, search.candidates, args.seed)?;
+    let options = FixedPointOptions {
+        input: args.input.clone(),
+        noise: search.noise,
+        seed: args.seed,
+        max_iters: search.max_iters,
+        lr: search.lr,
+        tol_q: search.tol_q,
+        tol_dq: search.tol_dq,
+        tol_unique: search.tol_unique,
+        max_q: Some(search.max_q),
+        outlier_distance: Some(search.outlier_distance),
+        newton_steps: search.newton_steps,
+        rerun_q_outliers: !search.no_rerun,
+        ..FixedPointOptions::default()
+    };
+    let bar = ProgressBar::new(search.max_iters as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {pos}/{len} [{bar:30}] {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut phase = None;
+    let found = analysis::find_fixed_points(net, &candidates, &options, &mut |p| {
+        if phase != Some(p.phase) {
+            phase = Some(p.phase);
+            bar.reset();
+            bar.set_prefix(match p.phase {
+                Phase::Optimize => "optimizing",
+                Phase::Rerun => "rerunning q outliers",
+            });
+        }
+        bar.set_position(p.iteration as u64);
+        bar.set_message(format!("{}/{} active, median q {:.1e}", p.active, p.total, p.median_q));
+    });
+    bar.finish_and_clear();
+    let found = found?;
+
+    let mut list = found.to_json();
+    if let (Some(readout), Value::Array(items)) = (&setup.readout, &mut list) {
+        for (item, p) in items.iter_mut().zip(&found.points) {
+            item["readout"] = json!(readout_of(readout, &p.h, net.device())?);
+        }
+    }
+    write_json(&out.join("fixed_points.json"), &list)?;
+    found.save_safetensors(&out.join("fixed_points.safetensors"))?;
+    let pca = Pca::fit(&states, net.hidden_size().min(3))?;
+    let mut summary = found.summary_json();
+    summary["pca"] = pca.to_json();
+    write_json(&out.join("fixed_points_summary.json"), &summary)?;
+    draw_fixed_points(out, net, &states, &pca, &found)?;
+
+    let stable = found.stable_count();
+    println!(
+        "{} fixed points ({} stable, {} unstable) from {} candidates in {:.2} s",
+        found.points.len(),
+        stable,
+        found.points.len() - stable,
+        found.candidates,
+        found.elapsed.as_secs_f64()
+    );
+    for (k, p) in found.points.iter().enumerate().take(40) {
+        let readout = match &setup.readout {
+            Some(r) => format!("  readout {}", fmt_vec(&readout_of(r, &p.h, net.device())?)),
+            None => String::new(),
+        };
+        println!(
+            "  #{k:<3} {:<8} unstable dims {:<2} q {:.1e}  max|lambda| {:.4}{readout}",
+            p.stability.name(),
+            p.unstable_dimensions,
+            p.q,
+            p.max_abs_eigenvalue()
+        );
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn readout_of(readout: &Readout, h: &[f64], device: &Device) -> Result<Vec<f64>, Failure> {
+    let row: Vec<f32> = h.iter().map(|&v| v as f32).collect();
+    let n = row.len();
+    let t = Tensor::from_vec(row, (1, n), device).map_err(mrnn_runtime::Error::from)?;
+    let y = readout.forward(&t)?.flatten_all().and_then(|y| y.to_vec1::<f32>());
+    Ok(y.map_err(mrnn_runtime::Error::from)?.into_iter().map(f64::from).collect())
+}
+
+fn fmt_vec(v: &[f64]) -> String {
+    let items: Vec<String> = v.iter().map(|x| format!("{x:+.3}")).collect();
+    format!("({})", items.join(", "))
+}
+
+fn draw_fixed_points(
+    out: &Path,
+    net: &Network,
+    states: &Tensor,
+    pca: &Pca,
+    found: &FixedPoints,
+) -> Result<(), Failure> {
+    let symbol = found.kind.symbol();
+    let trajectories: Vec<Vec<Vec<f64>>> = (0..states.dim(0).map_err(mrnn_runtime::Error::from)?)
+        .map(|b| {
+            let t = states.get(b).map_err(mrnn_runtime::Error::from)?;
+            Ok(pca.project_rows(&t)?)
+        })
+        .collect::<Result<_, Failure>>()?;
+    let markers: Vec<Marker> = found
+        .points
+        .iter()
+        .map(|p| Marker {
+            coords: pca.project(p.state(found.kind)),
+            group: p.stability.name().to_owned(),
+        })
+        .collect();
+    let ratio = pca.explained_ratio();
+    let labels: Vec<String> =
+        ratio.iter().enumerate().map(|(k, r)| format!("PC{} ({:.0}%)", k + 1, 100.0 * r)).collect();
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let stable = found.stable_count();
+    plot::state_space_figure(
+        &out.join("fixed_points.png"),
+        &format!(
+            "{}: {} fixed points ({} stable, {} unstable) in {symbol} space",
+            net.architecture().name(),
+            found.points.len(),
+            stable,
+            found.points.len() - stable
+        ),
+        &trajectories,
+        &markers,
+        &labels,
+    )?;
+    let spectra: Vec<Spectrum> = found
+        .points
+        .iter()
+        .enumerate()
+        .map(|(k, p)| Spectrum {
+            title: format!("#{k} {}, max |ev| {:.3}", p.stability.name(), p.max_abs_eigenvalue()),
+            values: p.eigen.values.iter().map(|z| (z.re, z.im)).collect(),
+            group: p.stability.name().to_owned(),
+        })
+        .collect();
+    plot::spectra_figure(
+        &out.join("eigenvalues.png"),
+        "Jacobian eigenvalues at the fixed points (unit circle)",
+        &spectra,
+    )?;
+    Ok(())
+}
+
+/// The states of a JSON file: one array of numbers or a list of arrays; from a
+/// `fixed_points.json`, the `x` (leaky) or `h` (Elman) of every object.
+fn read_states(path: &Path, kind: StateKind, h: usize) -> Result<Vec<Vec<f64>>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Invalid(format!("error: cannot read `{}`: {e}", path.display())))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::Invalid(format!("error: `{}` is not JSON: {e}", path.display())))?;
+    let bad = |what: String| Failure::Invalid(format!("error: `{}`: {what}", path.display()));
+    let numbers = |v: &Value| -> Option<Vec<f64>> {
+        v.as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()
+    };
+    let rows: Vec<Vec<f64>> = match &value {
+        Value::Array(items) if items.iter().all(Value::is_number) => {
+            vec![numbers(&value).ok_or_else(|| bad("expected numbers".into()))?]
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                let v = match item {
+                    Value::Object(o) => o.get(kind.symbol()).ok_or_else(|| {
+                        bad(format!(
+                            "entry {k} has no `{}` (the state of these dynamics)",
+                            kind.symbol()
+                        ))
+                    })?,
+                    other => other,
+                };
+                numbers(v).ok_or_else(|| bad(format!("entry {k} is not an array of numbers")))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad("expected an array of numbers or a list of them".into())),
+    };
+    if let Some((k, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != h) {
+        return Err(bad(format!(
+            "state {k} has {} numbers, but the network has H = {h} units",
+            r.len()
+        )));
+    }
+    if rows.is_empty() {
+        return Err(bad("no states in the file".into()));
+    }
+    Ok(rows)
+}
+
+fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
+    let setup = setup(args)?;
+    let out = out_dir(args)?;
+    let net = &setup.net;
+    let kind = StateKind::of(net);
+    let h = net.hidden_size();
+    let states: Vec<Vec<f64>> = match at.fixed_points.as_ref().or(at.state.as_ref()) {
+        Some(path) => read_states(path, kind, h)?,
+        None => {
+            let init = net.initial_state(1)?;
+            // Elman's state is a rate: the initial rates phi(x0).
+            let s = match kind {
+                StateKind::Preactivation => init,
+                StateKind::Rate => mrnn_runtime::activation::apply(
+                    net.architecture().settings().activation,
+                    &init,
+                )?,
+            };
+            s.to_dtype(DType::F64)
+                .and_then(|s| s.to_vec2::<f64>())
+                .map_err(mrnn_runtime::Error::from)?
+        }
+    };
+    let input = args.input.clone().unwrap_or_else(|| vec![0.0; net.input_size()]);
+    let regions: Vec<&str> = args.regions.iter().map(String::as_str).collect();
+    let mut records = Vec::new();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut spectra = Vec::new();
+    for (k, s) in states.iter().enumerate() {
+        let state = Tensor::from_slice(s, h, net.device()).map_err(mrnn_runtime::Error::from)?;
+        let lin = analysis::linearize(net, &state, &input, &regions, at.eigenvectors)?;
+        let cpu = |t: &Tensor| {
+            t.to_device(&Device::Cpu).map_err(|e| Failure::from(mrnn_runtime::Error::from(e)))
+        };
+        tensors.push((format!("jacobian_{k}"), cpu(&lin.jacobian)?));
+        tensors.push((format!("coupling_{k}"), cpu(&lin.coupling)?));
+        tensors.push((format!("from_excluded_{k}"), cpu(&lin.from_excluded)?));
+        tensors.push((format!("input_jacobian_{k}"), cpu(&lin.input_jacobian)?));
+        if let Some(v) = &lin.eigen.vectors {
+            let (n, m) = v.shape();
+            // nalgebra is column-major: row i, column j is v[(i, j)].
+            let re: Vec<f64> =
+                (0..n).flat_map(|i| (0..m).map(move |j| (i, j))).map(|ij| v[ij].re).collect();
+            let im: Vec<f64> =
+                (0..n).flat_map(|i| (0..m).map(move |j| (i, j))).map(|ij| v[ij].im).collect();
+            let t = |d: Vec<f64>| {
+                Tensor::from_vec(d, (n, m), &Device::Cpu).map_err(mrnn_runtime::Error::from)
+            };
+            tensors.push((format!("eigenvectors_re_{k}"), t(re)?));
+            tensors.push((format!("eigenvectors_im_{k}"), t(im)?));
+        }
+        records.push(json!({
+            "state": s,
+            "regions": lin.regions,
+            "units": lin.units,
+            "excluded": lin.excluded,
+            "stability": lin.stability,
+            "stable": lin.stability == analysis::Stability::Stable,
+            "max_abs_eigenvalue": lin.eigen.max_abs(),
+            "eigenvalues": lin.eigen.values.iter().map(|z| [z.re, z.im]).collect::<Vec<_>>(),
+        }));
+        spectra.push(Spectrum {
+            title: format!("#{k} {}, max |ev| {:.3}", lin.stability.name(), lin.eigen.max_abs()),
+            values: lin.eigen.values.iter().map(|z| (z.re, z.im)).collect(),
+            group: lin.stability.name().to_owned(),
+        });
+        println!(
+            "#{k}: {} ({} units) {} max|lambda| {:.4}",
+            lin.regions.join(","),
+            lin.units.len(),
+            lin.stability.name(),
+            lin.eigen.max_abs()
+        );
+    }
+    write_json(&out.join("linearization.json"), &Value::Array(records))?;
+    let bytes = safetensors::serialize(tensors, None)
+        .map_err(|e| Failure::Invalid(format!("error: cannot serialize: {e}")))?;
+    mrnn_runtime::checkpoint::write_atomic(&out.join("linearization.safetensors"), &bytes)?;
+    let what = if regions.is_empty() { "all regions".to_owned() } else { regions.join(", ") };
+    plot::spectra_figure(
+        &out.join("linearization_eigenvalues.png"),
+        &format!("Jacobian eigenvalues of {what} (others held fixed)"),
+        &spectra,
+    )?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
+    let setup = setup(args)?;
+    let out = out_dir(args)?;
+    let net = &setup.net;
+    let others = match flow.others.as_str() {
+        "mean" => Others::Mean,
+        "nearest" => Others::Nearest,
+        other => {
+            return Err(Failure::Usage(format!(
+                "--others must be `mean` or `nearest`, got `{other}`"
+            )));
+        }
+    };
+    let options = FlowOptions {
+        regions: args.regions.clone(),
+        grid: flow.grid,
+        others,
+        input: args.input.clone(),
+        ..FlowOptions::default()
+    };
+    let states = setup.states()?;
+    let field = analysis::flow_field(net, &states, &options)?;
+    let kind = field.kind;
+    let fixed: Vec<Vec<f64>> = match &flow.fixed_points {
+        Some(path) => read_states(path, kind, net.hidden_size())?,
+        None => Vec::new(),
+    };
+    let groups: Vec<String> = match &flow.fixed_points {
+        Some(path) => stability_groups(path, fixed.len()),
+        None => Vec::new(),
+    };
+    let markers: Vec<Marker> = fixed
+        .iter()
+        .zip(&groups)
+        .map(|(s, g)| {
+            let sub: Vec<f64> = field.units.iter().map(|&u| s[u]).collect();
+            Marker { coords: field.pca.project(&sub), group: g.clone() }
+        })
+        .collect();
+    let title = format!("flow of {} ({} space)", field.regions.join(", "), kind.symbol());
+    write_flow(out, "flow", &field, &markers, &title)?;
+    if let Some(k) = flow.linearize_at {
+        let s = fixed.get(k).ok_or_else(|| {
+            Failure::Usage(format!("--linearize-at {k}: the file has {} fixed points", fixed.len()))
+        })?;
+        let s = Tensor::from_slice(s, net.hidden_size(), net.device())
+            .map_err(mrnn_runtime::Error::from)?;
+        let linear = field.linearized(net, &s, args.input.as_deref())?;
+        write_flow(
+            out,
+            &format!("flow_linear_{k}"),
+            &linear,
+            &markers[k..=k],
+            &format!("linearized flow around fixed point #{k}"),
+        )?;
+    }
+    println!(
+        "flow of {} on a {}x{} grid: speed from {:.2e} to {:.2e}",
+        field.regions.join(", "),
+        field.xs.len(),
+        field.ys.len(),
+        field.speed.iter().copied().fold(f64::INFINITY, f64::min),
+        field.speed.iter().copied().fold(0.0, f64::max)
+    );
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The `stability` of each object of a `fixed_points.json` (`fixed point` when absent).
+fn stability_groups(path: &Path, n: usize) -> Vec<String> {
+    let value: Value = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (0..n)
+        .map(|k| {
+            value
+                .get(k)
+                .and_then(|o| o.get("stability"))
+                .and_then(Value::as_str)
+                .unwrap_or("fixed point")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn write_flow(
+    out: &Path,
+    name: &str,
+    field: &FlowField,
+    markers: &[Marker],
+    title: &str,
+) -> Result<(), Failure> {
+    write_json(&out.join(format!("{name}.json")), &field.to_json())?;
+    field.save_safetensors(&out.join(format!("{name}.safetensors")))?;
+    let ratio = field.pca.explained_ratio();
+    let labels =
+        [format!("PC1 ({:.0}%)", 100.0 * ratio[0]), format!("PC2 ({:.0}%)", 100.0 * ratio[1])];
+    plot::flow_figure(
+        &out.join(format!("{name}.png")),
+        title,
+        &FlowPlot {
+            xs: &field.xs,
+            ys: &field.ys,
+            velocity: &field.velocity,
+            speed: &field.speed,
+            trajectories: &field.trajectories,
+            markers,
+            labels: [&labels[0], &labels[1]],
+        },
+    )?;
+    Ok(())
+}
+
+fn currents(args: &CommonArgs) -> Result<(), Failure> {
+    let setup = setup(args)?;
+    let out = out_dir(args)?;
+    let net = &setup.net;
+    let targets: Vec<&str> = args.regions.iter().map(String::as_str).collect();
+    let currents =
+        analysis::currents_of_run(net, &setup.input, &setup.forward_options(), &targets)?;
+    write_json(&out.join("currents.json"), &currents.to_json())?;
+    currents.save_safetensors(&out.join("currents.safetensors"))?;
+    let sources: Vec<String> = currents
+        .sources
+        .iter()
+        .map(|s| if s.input { format!("{} (input)", s.name) } else { s.name.clone() })
+        .collect();
+    let cells = |m: &Vec<Vec<f64>>| -> Vec<Vec<Option<f64>>> {
+        m.iter()
+            .zip(&currents.connected)
+            .map(|(row, linked)| row.iter().zip(linked).map(|(v, &l)| l.then_some(*v)).collect())
+            .collect()
+    };
+    plot::matrix_figure(
+        &out.join("currents.png"),
+        "mean current into each region (target) from each source",
+        &currents.targets,
+        &sources,
+        &cells(&currents.mean),
+        "mean current",
+    )?;
+    plot::matrix_figure(
+        &out.join("currents_abs.png"),
+        "mean absolute current into each region from each source",
+        &currents.targets,
+        &sources,
+        &cells(&currents.mean_abs),
+        "mean |current|",
+    )?;
+    for ((t, row), linked) in currents.targets.iter().zip(&currents.mean).zip(&currents.connected) {
+        let parts: Vec<String> = currents
+            .sources
+            .iter()
+            .zip(row)
+            .zip(linked)
+            .filter(|(_, l)| **l)
+            .map(|((s, v), _)| format!("{} {v:+.4}", s.name))
+            .collect();
+        println!("mean current {t} <- {}", parts.join(", "));
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
