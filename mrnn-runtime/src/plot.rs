@@ -718,8 +718,11 @@ pub fn matrix_figure(
                 chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled())))?;
                 chart.draw_series(std::iter::once(Rectangle::new(cell, WHITE.stroke_width(1))))?;
                 let text = v.map_or_else(|| "none".to_owned(), short_number);
-                let style =
-                    TextStyle::from(("sans-serif", 15).into_font()).color(&BLACK).pos(center);
+                // White on dark cells, black on light ones (relative luminance).
+                let RGBColor(r8, g8, b8) = fill;
+                let luma = 0.2126 * f64::from(r8) + 0.7152 * f64::from(g8) + 0.0722 * f64::from(b8);
+                let ink = if luma < 110.0 { WHITE } else { BLACK };
+                let style = TextStyle::from(("sans-serif", 15).into_font()).color(&ink).pos(center);
                 chart.draw_series(std::iter::once(Text::new(text, (x, y), style)))?;
             }
         }

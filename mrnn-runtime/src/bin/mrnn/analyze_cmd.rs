@@ -18,6 +18,14 @@ use serde_json::{Value, json};
 use crate::Failure;
 use crate::train_cmd::device;
 
+/// Prints a line to stdout, ignoring a closed pipe (`mrnn analyze ... | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AnalyzeCommand {
     /// Find fixed points (Golub & Sussillo): `fixed_points.json`, `.safetensors` and figures.
@@ -377,7 +385,7 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
     draw_fixed_points(out, net, &states, &pca, &found)?;
 
     let stable = found.stable_count();
-    println!(
+    say!(
         "{} fixed points ({} stable, {} unstable) from {} candidates in {:.2} s",
         found.points.len(),
         stable,
@@ -390,7 +398,7 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
             Some(r) => format!("  readout {}", fmt_vec(&readout_of(r, &p.h, net.device())?)),
             None => String::new(),
         };
-        println!(
+        say!(
             "  #{k:<3} {:<8} unstable dims {:<2} q {:.1e}  max|lambda| {:.4}{readout}",
             p.stability.name(),
             p.unstable_dimensions,
@@ -584,7 +592,7 @@ fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
             values: lin.eigen.values.iter().map(|z| (z.re, z.im)).collect(),
             group: lin.stability.name().to_owned(),
         });
-        println!(
+        say!(
             "#{k}: {} ({} units) {} max|lambda| {:.4}",
             lin.regions.join(","),
             lin.units.len(),
@@ -662,7 +670,7 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
             &format!("linearized flow around fixed point #{k}"),
         )?;
     }
-    println!(
+    say!(
         "flow of {} on a {}x{} grid: speed from {:.2e} to {:.2e}",
         field.regions.join(", "),
         field.xs.len(),
@@ -765,7 +773,7 @@ fn currents(args: &CommonArgs) -> Result<(), Failure> {
             .filter(|(_, l)| **l)
             .map(|((s, v), _)| format!("{} {v:+.4}", s.name))
             .collect();
-        println!("mean current {t} <- {}", parts.join(", "));
+        say!("mean current {t} <- {}", parts.join(", "));
     }
     eprintln!("wrote {}", out.display());
     Ok(())
