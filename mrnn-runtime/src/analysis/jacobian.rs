@@ -51,8 +51,8 @@ impl StateKind {
 ///
 /// ```
 /// # use mrnn_runtime::{Device, Network, Tensor, DType};
-/// # let json = r#"{"recurrent_regions": [{"name": "a", "num_units": 3}, {"name": "b", "num_units": 2, "sign": "neg"}],
-/// #   "input_regions": [{"name": "u", "num_units": 1}],
+/// # let json = r#"{"recurrent_regions": [{"name": "a", "num_units": 3, "sign": "pos"}, {"name": "b", "num_units": 2, "sign": "neg"}],
+/// #   "input_regions": [{"name": "u", "num_units": 1, "sign": "pos"}],
 /// #   "recurrent_connections": [{"src_region": "a", "dst_region": "b"}, {"src_region": "b", "dst_region": "a"}],
 /// #   "input_connections": [{"src_region": "u", "dst_region": "a"}]}"#;
 /// # let arch = mrnn_ir::compile_json(json, "n.json").unwrap().architecture;
