@@ -24,5 +24,12 @@ CARGO_TARGET_DIR=target-cuda cargo build --release --locked -p mrnn-runtime --fe
 mkdir -p gpu-carry
 gzip -c target-cuda/release/mrnn > gpu-carry/mrnn.gz
 cp mrnn-runtime/gpu/device-check.sh gpu-carry/
+# ../shared does not travel to the GPU machine: carry the reference data the check compares with.
+mkdir -p gpu-carry/reference
+for f in flip_flop.json flip_flop_rnn_leaky.pth flip_flop_rnn_elman.pth flip_flop_leaky_expected.safetensors \
+         flip_flop_elman_expected.safetensors CBGTCL.json; do
+  cp "../shared/reference/$f" gpu-carry/reference/
+done
+cp ../shared/bench/torch_baseline.py gpu-carry/
 ls -la gpu-carry
-echo "ok: run it on the device with: bash gpu-carry/device-check.sh"
+echo "ok: run it on the device with: bash gpu-carry/device-check.sh (carry: gpu-carry)"

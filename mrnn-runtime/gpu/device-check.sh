@@ -11,8 +11,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG="${OUT:-/tmp}/device-check.log"
 exec > >(tee "$LOG") 2>&1
-REF="${REF:-../shared/reference}"
-[ -d "$REF" ] || REF=shared/reference
+REF="${REF:-gpu-carry/reference}"
+[ -d "$REF" ] || REF=../shared/reference
 BIN=/tmp/mrnn-cuda
 gunzip -c gpu-carry/mrnn.gz > "$BIN" && chmod +x "$BIN"
 NV=$(python3 -c 'import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],"cu13","lib"))' 2>/dev/null || true)
@@ -64,5 +64,12 @@ for dev in cpu cuda; do
   "$BIN" bench --config "$REF/flip_flop.json" --B 512 --T 64 --pass train --runs 10 --device "$dev" || status=1
   "$BIN" bench --H 1024 --B 32 --T 100 --pass fwd --runs 10 --device "$dev" || status=1
 done
+echo "== torch baselines on this machine's CPU (same cases; PyTorch is installed there)"
+if [ -f gpu-carry/torch_baseline.py ] && python3 -c "import torch" 2>/dev/null; then
+  for H in 256 1024; do
+    python3 gpu-carry/torch_baseline.py --impl mrnn --H "$H" --B 32 --T 100 --pass fwdbwd --runs 5 --threads "$RAYON_NUM_THREADS"
+    python3 gpu-carry/torch_baseline.py --impl rnn --H "$H" --B 32 --T 100 --pass fwdbwd --runs 5 --threads "$RAYON_NUM_THREADS"
+  done
+fi
 echo "device check: $([ $status = 0 ] && echo ok || echo FAILED)"
 exit $status
