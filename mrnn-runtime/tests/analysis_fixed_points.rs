@@ -124,21 +124,15 @@ fn finds_saddles_between_memories_from_noisy_candidates() {
 }
 
 #[test]
-fn finds_the_stable_points_of_the_elman_flip_flop() {
-    let (net, readout, candidates) = flip_flop("elman", 128);
+fn finds_the_eight_memories_of_the_elman_flip_flop() {
+    let (net, readout, candidates) = flip_flop("elman", 256);
     let options = FixedPointOptions { max_iters: 600, ..FixedPointOptions::default() };
     let found = analysis::find_fixed_points(&net, &candidates, &options, &mut |_| {}).unwrap();
     assert_eq!(found.kind, StateKind::Rate);
-    assert!(found.stable_count() >= 1, "{}", found.summary_json());
+    check_memories(&net, &readout, &found);
     for p in &found.points {
         // Elman: the state is h, and x is the pre-activation with h = tanh(x).
         assert!(p.x.iter().zip(&p.h).all(|(x, h)| (x.tanh() - h).abs() < 1e-9));
-        assert!(step_residual(&net, &p.h) < 1e-5);
-        if p.is_stable() {
-            assert!(p.eigen.values.iter().all(|z| z.norm() < 1.0));
-            let y = readout_of(&readout, &p.h);
-            assert!(y.iter().all(|v| v.abs() > 0.5), "a stable point holds a memory: {y:?}");
-        }
     }
 }
 
