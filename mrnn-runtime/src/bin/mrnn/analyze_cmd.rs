@@ -74,7 +74,9 @@ pub(crate) struct CommonArgs {
     /// when the file has `out_layer.weight`.
     #[arg(long)]
     readout: Option<String>,
-    /// Only these regions (comma-separated names or parents; default all).
+    /// Regions (comma-separated names or parents; default all): the subset to linearize, the
+    /// regions of the flow's plane, the targets of currents. Fixed points are always searched
+    /// in the whole network.
     #[arg(long, value_delimiter = ',')]
     regions: Vec<String>,
     /// Constant input for fixed points, Jacobians and flows (comma-separated, I values; default 0).
@@ -328,6 +330,12 @@ fn write_json(path: &Path, value: &Value) -> Result<(), Failure> {
 }
 
 fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
+    if !args.regions.is_empty() {
+        eprintln!(
+            "warning: --regions is ignored by fixed-points (the search runs on the whole network); \
+             use `mrnn analyze linearize --fixed-points` for the regions' Jacobians"
+        );
+    }
     let setup = setup(args)?;
     let out = out_dir(args)?;
     let net = &setup.net;
