@@ -2,7 +2,7 @@
 //! region ranges, the architecture as a `const`, and constructors and `forward` that call
 //! `mrnn-runtime`. Runs only after the checker reported no error: it never finds new ones.
 //!
-//! Generated code names the runtime in exactly one place ([`runtime_path`]) and uses absolute
+//! Generated code names the runtime in exactly one place (`runtime_path`) and uses absolute
 //! paths only, so user items called `Result`, `Ok` or `Tensor` cannot capture it.
 
 use proc_macro2::{Literal, Span, TokenStream};

@@ -48,8 +48,8 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use mrnn_ir::model::{
-        Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Region, Settings,
-        Sign, Source,
+        Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Product, Region,
+        Settings, Sign, Source,
     };
     pub use std::borrow::Cow;
 }

@@ -479,8 +479,12 @@ impl Network {
         expect_dims("input", &input, &[b, i], || format!("[{b}, {i}] ([B, I])"))?;
         let drive = self.drive(&input.unsqueeze(0)?, None, None)?;
         let s = self.arch.settings();
-        let next =
-            Recurrence::new(s.dynamics, s.activation).run(&self.w_rec_eff()?, &drive, &state)?;
+        let next = Recurrence::new(s.dynamics, s.activation).run(
+            &self.w_rec_eff()?,
+            &drive,
+            &state,
+            false,
+        )?;
         Ok(next.x.unwrap_or(next.h).squeeze(0)?)
     }
 
@@ -503,22 +507,22 @@ impl Network {
     /// Everything that enters a step besides the recurrent input, for all steps at once
     /// (`[T, B, H]`): `W_inp_eff (u_t + e_inp) + b + e_hid + s_t`. One product for the whole
     /// input sequence instead of one per step.
+    /// The layout is the input's (`[T, B, ..]` or `[B, T, ..]`); noise and stimulus must share it.
     fn drive(&self, u: &Tensor, noise: Option<&Draws>, stim: Option<&Tensor>) -> Result<Tensor> {
         let (t, b, i) = u.dims3()?;
         let h = self.hidden_size();
-        let mut drive = if i > 0 {
+        let bias = self.bias()?;
+        let drive = if i > 0 {
             let u = match noise.and_then(|n| n.input.as_ref()) {
                 Some(e) => (u + e)?,
                 None => u.clone(),
             };
             let w_inp_t = self.w_inp_eff()?.t()?;
-            u.reshape((t * b, i))?
-                .matmul(&w_inp_t)?
-                .reshape((t, b, h))?
-                .broadcast_add(&self.bias()?)?
+            u.reshape((t * b, i))?.matmul(&w_inp_t)?
         } else {
-            self.bias()?.reshape((1, 1, h))?.broadcast_as((t, b, h))?.contiguous()?
+            Tensor::zeros((t * b, h), DTYPE, &self.device)?
         };
+        let mut drive = crate::engine::add_bias(&drive, &bias)?.reshape((t, b, h))?;
         if let Some(n) = noise {
             drive = (drive + &n.hidden)?;
         }
@@ -584,7 +588,7 @@ impl Network {
                 expect_dims("stim", &s, &want, || {
                     format!("{want:?} (same layout as the input, {layout}, with H = {h} features)")
                 })?;
-                Some(time_major(&s, settings.batch_first)?)
+                Some(s)
             }
             None => None,
         };
@@ -606,35 +610,40 @@ impl Network {
             .noise
             .map(|seed| Draws::new(seed, &settings, (t, b, h, i), &self.device))
             .transpose()?;
-        let u = time_major(&input, settings.batch_first)?;
-        let mut drive = self.drive(&u, noise.as_ref(), stim.as_ref())?;
+        // Noise is drawn time major (the same draws whatever the layout); everything else is
+        // used in the caller's layout, so no sequence is ever transposed.
+        let noise = match noise {
+            Some(n) if settings.batch_first => Some(n.batch_first()?),
+            other => other,
+        };
+        let mut drive = self.drive(&input, noise.as_ref(), stim.as_ref())?;
         let mut recurrence = Recurrence::new(settings.dynamics, settings.activation);
         // The compiler's block structure holds for the network's own matrix, not for a
         // replacement passed by the caller (a lesion may put weights anywhere).
         if options.w_rec_eff.is_none() && self.arch.product() == mrnn_ir::Product::Blocks {
             recurrence = recurrence.with_blocks(self.blocks());
         }
-        let layout = |seq: Tensor| -> Result<Tensor> {
-            Ok(if settings.batch_first { seq.transpose(0, 1)?.contiguous()? } else { seq })
-        };
+        let step_dim = usize::from(settings.batch_first);
         if leaky {
             // The engine starts from h_0 = phi(x_0); a different h_0 only changes the recurrent
             // input of the first step, W (h_0 - phi(x_0)), which joins that step's drive.
             if options.h0.is_some() {
                 let correction = (&h0 - activation::apply(settings.activation, &x0)?)?
                     .matmul(&w_rec_eff.t()?)?;
-                let first = (drive.get(0)? + correction)?.unsqueeze(0)?;
+                let first = drive
+                    .narrow(step_dim, 0, 1)?
+                    .broadcast_add(&correction.unsqueeze(step_dim)?)?;
                 drive = if t > 1 {
-                    Tensor::cat(&[&first, &drive.narrow(0, 1, t - 1)?], 0)?
+                    Tensor::cat(&[&first, &drive.narrow(step_dim, 1, t - 1)?], step_dim)?
                 } else {
                     first
                 };
             }
-            let out = recurrence.run(&w_rec_eff, &drive, &x0)?;
-            Ok(Trajectory { x: out.x.map(layout).transpose()?, h: layout(out.h)? })
+            let out = recurrence.run(&w_rec_eff, &drive, &x0, settings.batch_first)?;
+            Ok(Trajectory { x: out.x, h: out.h })
         } else {
-            let out = recurrence.run(&w_rec_eff, &drive, &h0)?;
-            Ok(Trajectory { x: None, h: layout(out.h)? })
+            let out = recurrence.run(&w_rec_eff, &drive, &h0, settings.batch_first)?;
+            Ok(Trajectory { x: None, h: out.h })
         }
     }
 
@@ -671,12 +680,6 @@ impl fmt::Debug for Network {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// `[T, B, F]` contiguous from a tensor in the user's layout, so that `get(t)` is a contiguous
-/// `[B, F]` slice.
-fn time_major(t: &Tensor, batch_first: bool) -> Result<Tensor> {
-    Ok(if batch_first { t.transpose(0, 1)?.contiguous()? } else { t.contiguous()? })
 }
 
 /// The multiplier of the raw weights: `M * S` under Dale's law (applied to `|W|`), else `M`.

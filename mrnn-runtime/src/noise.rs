@@ -26,6 +26,12 @@ pub(crate) struct Draws {
 }
 
 impl Draws {
+    /// The same draws in the batch-first layout (`[B, T, ..]`).
+    pub(crate) fn batch_first(self) -> Result<Draws> {
+        let swap = |t: Tensor| -> Result<Tensor> { Ok(t.transpose(0, 1)?.contiguous()?) };
+        Ok(Draws { hidden: swap(self.hidden)?, input: self.input.map(swap).transpose()? })
+    }
+
     /// Draws all hidden noise, then all input noise, from one RNG seeded with `seed`.
     pub(crate) fn new(
         seed: u64,

@@ -78,7 +78,7 @@ enum ProductChoice {
     Blocks,
 }
 
-/// The E/I network of torch_baseline.py's `ei_config`: 80 % excitatory, all four recurrent
+/// The E/I network of `torch_baseline.py`'s `ei_config`: 80 % excitatory, all four recurrent
 /// projections dense, one excitatory input region driving both.
 fn ei_spec(hidden: usize, inputs: usize) -> Spec {
     let ne = ((0.8 * hidden as f64).round() as usize).clamp(1, hidden.saturating_sub(1).max(1));
