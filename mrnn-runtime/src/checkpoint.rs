@@ -242,6 +242,17 @@ fn host(t: &Tensor) -> Result<HostMatrix> {
     Ok(HostMatrix { rows, cols, data: t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()? })
 }
 
+/// Whether `path` is one of this crate's checkpoints (a safetensors file whose metadata names
+/// [`FORMAT`]), as opposed to an mRNNTorch state dict.
+#[must_use]
+pub fn is_checkpoint(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, header)| header.metadata().clone())
+        .is_some_and(|m| m.get("format").is_some_and(|f| f == FORMAT))
+}
+
 /// Reads a safetensors file: its tensors (on the CPU) and its metadata.
 pub(crate) fn read_safetensors(path: &Path) -> Result<(StateDict, HashMap<String, String>)> {
     let source = path.display().to_string();

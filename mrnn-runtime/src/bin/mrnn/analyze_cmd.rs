@@ -11,12 +11,12 @@ use mrnn_runtime::analysis::{
 };
 use mrnn_runtime::plot::{self, FlowPlot, Marker, Spectrum};
 use mrnn_runtime::task::{FlipFlop, Task};
-use mrnn_runtime::{DType, Device, Forward, Network, Overrides, Readout, StateDict, Tensor};
+use mrnn_runtime::{DType, Device, Forward, Network, Readout, StateDict, Tensor};
 use rand::SeedableRng;
 use serde_json::{Value, json};
 
 use crate::Failure;
-use crate::train_cmd::device;
+use crate::network_args::NetworkArgs;
 
 /// Prints a line to stdout, ignoring a closed pipe (`mrnn analyze ... | head` must not panic).
 macro_rules! say {
@@ -59,14 +59,8 @@ pub(crate) enum AnalyzeCommand {
 /// What every analysis needs: the network, where trajectories come from, where results go.
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
-    /// Network config (mRNNTorch JSON); its `"model"` object sets the dynamics.
-    config: PathBuf,
-    /// Weights: an mRNNTorch state dict (`.pth` or `.safetensors`) or an mrnn checkpoint.
-    #[arg(long)]
-    weights: PathBuf,
-    /// Key prefix of the network's tensors in the state dict (`rnn.` for `rnn.W_rec`).
-    #[arg(long, default_value = "")]
-    prefix: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Directory for results (created if missing).
     #[arg(long, default_value = "analysis")]
     out: PathBuf,
@@ -98,27 +92,6 @@ pub(crate) struct CommonArgs {
     /// Seed of the pulses, of candidate sampling and of noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Elman dynamics instead of the config's.
-    #[arg(long)]
-    elman: bool,
-    /// Integration step of leaky dynamics.
-    #[arg(long)]
-    dt: Option<f64>,
-    /// Time constant of leaky dynamics.
-    #[arg(long)]
-    tau: Option<f64>,
-    /// Activation: relu, tanh, sigmoid, softplus or linear.
-    #[arg(long)]
-    activation: Option<String>,
-    /// Dale's law on recurrent weights.
-    #[arg(long)]
-    rec_constrained: Option<bool>,
-    /// Dale's law on input weights.
-    #[arg(long)]
-    inp_constrained: Option<bool>,
-    /// Run on `cpu` or `cuda`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 #[derive(Debug, Args)]
@@ -207,24 +180,7 @@ struct Setup {
 }
 
 fn setup(args: &CommonArgs) -> Result<Setup, Failure> {
-    let device = device(&args.device)?;
-    let overrides = Overrides {
-        dynamics: args.elman.then(|| "elman".to_owned()),
-        dt: args.dt,
-        tau: args.tau,
-        activation: args.activation.clone(),
-        rec_constrained: args.rec_constrained,
-        inp_constrained: args.inp_constrained,
-        batch_first: None,
-        seed: None,
-    };
-    let mut net = Network::from_json_file(&args.config, &overrides, &device)?;
-    let weights = StateDict::read(&args.weights)?;
-    if is_mrnn_checkpoint(&args.weights) {
-        net.load_weights(&args.weights)?;
-    } else {
-        net.import_state_dict(&weights, &args.prefix)?;
-    }
+    let (device, net, weights) = args.network.load()?;
     let readout = match &args.readout {
         Some(prefix) => Some(Readout::from_state_dict(&weights, prefix, &device)?),
         None if weights.get("out_layer.weight").is_some() => {
@@ -305,14 +261,6 @@ impl Setup {
     fn states(&self) -> Result<Tensor, Failure> {
         Ok(analysis::state_trajectory(&self.net, &self.input, &self.forward_options())?)
     }
-}
-
-fn is_mrnn_checkpoint(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    safetensors::SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, m)| m.metadata().clone())
-        .is_some_and(|m| m.get("format").is_some_and(|f| f == mrnn_runtime::checkpoint::FORMAT))
 }
 
 fn out_dir(args: &CommonArgs) -> Result<&Path, Failure> {

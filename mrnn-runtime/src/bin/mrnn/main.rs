@@ -7,6 +7,7 @@
 mod analyze_cmd;
 mod bench_cmd;
 mod compile_cmds;
+mod network_args;
 mod simulate_cmd;
 mod train_cmd;
 

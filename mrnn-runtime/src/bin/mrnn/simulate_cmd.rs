@@ -3,24 +3,18 @@
 //! writes the trajectory (and a readout's output) to another.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use mrnn_runtime::{Error, Forward, Network, Overrides, Readout, StateDict, Tensor};
+use mrnn_runtime::{Error, Forward, Readout, StateDict, Tensor};
 
 use crate::Failure;
-use crate::train_cmd::device;
+use crate::network_args::NetworkArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
-    /// Network config (mRNNTorch JSON); its `"model"` object sets the dynamics.
-    config: PathBuf,
-    /// Weights: an mRNNTorch state dict (`.pth` or `.safetensors`) or an mrnn checkpoint.
-    #[arg(long)]
-    weights: PathBuf,
-    /// Key prefix of the network's tensors in the state dict (`rnn.` for `rnn.W_rec`).
-    #[arg(long, default_value = "")]
-    prefix: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Also apply the linear readout stored under this prefix (`out_layer.` for
     /// `out_layer.weight`/`out_layer.bias`) and write its `output`.
     #[arg(long)]
@@ -32,54 +26,13 @@ pub(crate) struct SimulateArgs {
     /// Safetensors file to write: `x` (leaky), `h`, and `output` with `--readout`.
     #[arg(long)]
     output: PathBuf,
-    /// Elman dynamics instead of the config's.
-    #[arg(long)]
-    elman: bool,
-    /// Integration step of leaky dynamics.
-    #[arg(long)]
-    dt: Option<f64>,
-    /// Time constant of leaky dynamics.
-    #[arg(long)]
-    tau: Option<f64>,
-    /// Activation: relu, tanh, sigmoid, softplus or linear.
-    #[arg(long)]
-    activation: Option<String>,
-    /// Dale's law on recurrent weights.
-    #[arg(long)]
-    rec_constrained: Option<bool>,
-    /// Dale's law on input weights.
-    #[arg(long)]
-    inp_constrained: Option<bool>,
-    /// `[B, T, ..]` tensors (true) or `[T, B, ..]` (false).
-    #[arg(long)]
-    batch_first: Option<bool>,
     /// Add noise (the config's levels) drawn with this seed.
     #[arg(long)]
     noise_seed: Option<u64>,
-    /// Run on `cpu` or `cuda`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
-    let device = device(&args.device)?;
-    let overrides = Overrides {
-        dynamics: args.elman.then(|| "elman".to_owned()),
-        dt: args.dt,
-        tau: args.tau,
-        activation: args.activation.clone(),
-        rec_constrained: args.rec_constrained,
-        inp_constrained: args.inp_constrained,
-        batch_first: args.batch_first,
-        seed: None,
-    };
-    let mut network = Network::from_json_file(&args.config, &overrides, &device)?;
-    let weights = StateDict::read(&args.weights)?;
-    if is_mrnn_checkpoint(&args.weights) {
-        network.load_weights(&args.weights)?;
-    } else {
-        network.import_state_dict(&weights, &args.prefix)?;
-    }
+    let (device, network, weights) = args.network.load()?;
     let readout = args
         .readout
         .as_deref()
@@ -136,15 +89,6 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         args.output.display()
     );
     Ok(())
-}
-
-/// Whether a file is one of this crate's checkpoints (its metadata names the format).
-fn is_mrnn_checkpoint(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    safetensors::SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, m)| m.metadata().clone())
-        .is_some_and(|m| m.get("format").is_some_and(|f| f == mrnn_runtime::checkpoint::FORMAT))
 }
 
 fn list<'a>(keys: impl Iterator<Item = &'a str>) -> String {
