@@ -547,6 +547,24 @@ mod tests {
 
     use super::*;
 
+    /// Normal draws from a fixed-seed stream: every run sees the same inputs, so a test cannot
+    /// pass or fail by chance (a relu input drawn within rounding of 0 would flip its slope
+    /// between two correct summation orders).
+    fn randn(shape: impl Into<candle_core::Shape>, std: f32) -> Tensor {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        thread_local! {
+            static RNG: std::cell::RefCell<rand_chacha::ChaCha8Rng> =
+                std::cell::RefCell::new(rand_chacha::ChaCha8Rng::seed_from_u64(11));
+        }
+        let shape = shape.into();
+        let normal = rand_distr::Normal::new(0f32, std).unwrap();
+        let values: Vec<f32> = RNG.with(|r| {
+            (0..shape.elem_count()).map(|_| normal.sample(&mut *r.borrow_mut())).collect()
+        });
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
     /// The reference: the same loop through candle's generic autograd, as (x, h).
     fn naive(
         rec: &Recurrence,
@@ -603,7 +621,6 @@ mod tests {
     /// devices take).
     #[test]
     fn gradients_match_candle_autograd() {
-        let dev = Device::Cpu;
         for tensor_ops in [false, true] {
             for (t, b, h) in [(7, 3, 5), (1, 2, 4)] {
                 for activation in Activation::ALL {
@@ -611,15 +628,11 @@ mod tests {
                         let mut rec = Recurrence::new(dynamics, activation);
                         rec.tensor_ops = tensor_ops;
                         let var = |shape: &[usize], std: f32| {
-                            Var::from_tensor(&Tensor::randn(0f32, std, shape, &dev).unwrap())
-                                .unwrap()
+                            Var::from_tensor(&randn(shape, std)).unwrap()
                         };
                         let (w, d, x0) =
                             (var(&[h, h], 0.4), var(&[t, b, h], 1.0), var(&[b, h], 1.0));
-                        let (wx, wh) = (
-                            Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap(),
-                            Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap(),
-                        );
+                        let (wx, wh) = (randn((t, b, h), 1.0), randn((t, b, h), 1.0));
                         let ours =
                             rec.run(w.as_tensor(), d.as_tensor(), x0.as_tensor(), false).unwrap();
                         let (x, hs) = naive(&rec, w.as_tensor(), d.as_tensor(), x0.as_tensor());
@@ -660,7 +673,7 @@ mod tests {
     fn without_gradients_it_is_a_plain_loop() {
         let dev = Device::Cpu;
         let rec = Recurrence::new(Dynamics::Leaky { dt: 1.0, tau: 2.0 }, Activation::Tanh);
-        let w = Tensor::randn(0f32, 0.3, (4, 4), &dev).unwrap();
+        let w = randn((4, 4), 0.3);
         let d = Tensor::zeros((3, 2, 4), DType::F32, &dev).unwrap();
         let x0 = Tensor::ones((2, 4), DType::F32, &dev).unwrap();
         let out = rec.run(&w, &d, &x0, false).unwrap();
@@ -692,13 +705,10 @@ mod tests {
         let mask = Tensor::from_vec(mask, (h, h), &dev).unwrap();
         for activation in Activation::ALL {
             for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 3.0 }, Dynamics::Elman] {
-                let raw =
-                    Var::from_tensor(&Tensor::randn(0f32, 0.5, (h, h), &dev).unwrap()).unwrap();
-                let d =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap()).unwrap();
-                let x0 =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h), &dev).unwrap()).unwrap();
-                let weights = Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap();
+                let raw = Var::from_tensor(&randn((h, h), 0.5)).unwrap();
+                let d = Var::from_tensor(&randn((t, b, h), 1.0)).unwrap();
+                let x0 = Var::from_tensor(&randn((b, h), 1.0)).unwrap();
+                let weights = randn((t, b, h), 1.0);
                 let run = |rec: &Recurrence| {
                     let w = raw.as_tensor().mul(&mask).unwrap();
                     let out = rec.run(&w, d.as_tensor(), x0.as_tensor(), false).unwrap();
@@ -726,18 +736,15 @@ mod tests {
     /// paths, gradients included.
     #[test]
     fn batch_first_is_the_transposed_time_major_run() {
-        let dev = Device::Cpu;
         let (t, b, h) = (5, 3, 4);
         for tensor_ops in [false, true] {
             for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 2.0 }, Dynamics::Elman] {
                 let mut rec = Recurrence::new(dynamics, Activation::Tanh);
                 rec.tensor_ops = tensor_ops;
-                let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (h, h), &dev).unwrap()).unwrap();
-                let d =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap()).unwrap();
-                let x0 =
-                    Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, h), &dev).unwrap()).unwrap();
-                let weights = Tensor::randn(0f32, 1.0, (t, b, h), &dev).unwrap();
+                let w = Var::from_tensor(&randn((h, h), 0.5)).unwrap();
+                let d = Var::from_tensor(&randn((t, b, h), 1.0)).unwrap();
+                let x0 = Var::from_tensor(&randn((b, h), 1.0)).unwrap();
+                let weights = randn((t, b, h), 1.0);
                 let tm = rec.run(w.as_tensor(), d.as_tensor(), x0.as_tensor(), false).unwrap();
                 let d_bf = d.as_tensor().transpose(0, 1).unwrap().contiguous().unwrap();
                 let bf = rec.run(w.as_tensor(), &d_bf, x0.as_tensor(), true).unwrap();

@@ -234,7 +234,12 @@ fn trajectory_input(
     if net.input_size() == 0 {
         let input = Tensor::zeros((args.trials, args.steps, 0), DType::F32, device)
             .map_err(mrnn_runtime::Error::from)?;
-        let x0 = Tensor::randn(0f32, 1.0, (args.trials, net.hidden_size()), device)
+        // Networks without inputs are explored from random initial states, drawn from the seed.
+        let normal = rand_distr::StandardNormal;
+        let values: Vec<f32> = (0..args.trials * net.hidden_size())
+            .map(|_| rand::Rng::sample::<f32, _>(&mut rng, normal))
+            .collect();
+        let x0 = Tensor::from_vec(values, (args.trials, net.hidden_size()), device)
             .map_err(mrnn_runtime::Error::from)?;
         return Ok((layout(net, input)?, Some(x0)));
     }
