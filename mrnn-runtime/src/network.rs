@@ -517,12 +517,12 @@ impl Network {
                 Some(e) => (u + e)?,
                 None => u.clone(),
             };
-            let w_inp_t = self.w_inp_eff()?.t()?;
-            u.reshape((t * b, i))?.matmul(&w_inp_t)?
+            crate::engine::project(&u.reshape((t * b, i))?, &self.w_inp_eff()?, &bias)?
         } else {
-            Tensor::zeros((t * b, h), DTYPE, &self.device)?
+            let zeros = Tensor::zeros((t * b, h), DTYPE, &self.device)?;
+            crate::engine::add_bias(&zeros, &bias)?
         };
-        let mut drive = crate::engine::add_bias(&drive, &bias)?.reshape((t, b, h))?;
+        let mut drive = drive.reshape((t, b, h))?;
         if let Some(n) = noise {
             drive = (drive + &n.hidden)?;
         }

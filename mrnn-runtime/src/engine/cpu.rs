@@ -1,162 +1,28 @@
-//! The recurrence on the host, for CPU tensors: one GEMM per step (through the `gemm` crate that
-//! candle itself uses, into preallocated buffers) and fused elementwise loops, forward and
+//! The recurrence on the host, for CPU tensors: one product per step by a matrix packed once
+//! per call (module `gemm`), into preallocated buffers, and fused elementwise loops, forward and
 //! backward. candle's per-op dispatch and allocation cost tens of microseconds per step, which is
 //! most of the time at the sizes neuroscience networks have (H of a few hundred).
+//!
+//! Threads split the trials: the recurrence is independent across trials, so each thread runs
+//! the whole time loop on its own rows and the threads meet once per call instead of once per
+//! step (waking a worker costs tens of microseconds, as long as a whole step at H = 256). The
+//! weight gradient, one large product over all steps and trials, splits by columns instead.
 //!
 //! With a block structure ([`Block`]: one per connection, chosen by the compiler when few region
 //! pairs are connected) every product runs over the connected blocks only: the others are zero.
 //!
 //! Layouts: every matrix is row-major; `w` is `[H, H]` (destination rows); sequences are
 //! `[T, B, H]` or `[B, T, H]` (the caller's layout, so that no transpose is ever copied). Each
-//! step works on contiguous `[B, H]` scratch buffers gathered from and scattered to the
-//! sequences: O(B H) copies per step beside an O(B H^2) product.
+//! step works on contiguous `[b, H]` scratch buffers gathered from and scattered to the
+//! sequences: O(b H) copies per step beside an O(b H^2) product.
+
+use std::ops::Range;
 
 use mrnn_ir::Activation;
 
 use super::fast_math::{apply, mul_slope};
+use super::gemm::{Operand, Packed, matmul, rayon_threads};
 use super::{Block, Update};
-
-/// A matrix operand of [`matmul`]: element `(i, j)` is `data[i * rs + j * cs]`.
-#[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Operand<'a> {
-    fn new(data: &'a [f32], rs: usize, cs: usize) -> Self {
-        Operand { data, rs, cs }
-    }
-
-    fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst (m x n, row stride ld) = [dst +] scale * lhs (m x k) * rhs (k x n)`.
-fn matmul(
-    dst: &mut [f32],
-    ld: usize,
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-    lhs: Operand<'_>,
-    rhs: Operand<'_>,
-    scale: f32,
-) {
-    let dst_fits = m == 0 || n == 0 || (m - 1) * ld + n <= dst.len();
-    assert!(dst_fits && lhs.fits(m, k) && rhs.fits(k, n), "matmul operands out of bounds");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for row in 0..m {
-                dst[row * ld..row * ld + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    // Threads pay off only on products big enough to split: waking the second worker costs
-    // tens of microseconds here, more than a [32 x 256] x [256 x 256] product takes (99 us on one
-    // thread, 138 us split in two). Above the threshold each thread takes a block of output
-    // columns (32 x 1024 x 1024: 3.4 ms on one thread, 1.7 ms on two; gemm's own parallel mode
-    // gave 2.3 ms).
-    let threads = rayon_threads().min(n);
-    if threads > 1 && m * n * k >= 1 << 23 {
-        let chunk = n.div_ceil(threads);
-        let base = SendPtr(dst.as_mut_ptr());
-        rayon::scope(|scope| {
-            for c0 in (0..n).step_by(chunk) {
-                let cols = chunk.min(n - c0);
-                scope.spawn(move |_| {
-                    // SAFETY: every task writes its own columns c0..c0 + cols of the rows of
-                    // `dst` (bounds checked above for the whole matrix), so no two tasks touch
-                    // the same element, and `dst` outlives the scope.
-                    let dst = unsafe { base.add(c0) };
-                    unsafe {
-                        gemm_raw(dst, ld, (m, cols, k), accumulate, lhs, rhs.columns(c0), scale);
-                    }
-                });
-            }
-        });
-    } else {
-        // SAFETY: bounds checked above; `dst` is borrowed mutably, so it aliases no operand.
-        unsafe { gemm_raw(dst.as_mut_ptr(), ld, (m, n, k), accumulate, lhs, rhs, scale) };
-    }
-}
-
-/// A pointer that may cross to another thread (each task writes disjoint elements).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-
-// SAFETY: used only to hand disjoint column blocks of one matrix to scoped tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// # Safety
-    /// `offset` must stay inside the allocation.
-    unsafe fn add(self, offset: usize) -> *mut f32 {
-        // SAFETY: the caller keeps `offset` inside the allocation.
-        unsafe { self.0.add(offset) }
-    }
-}
-
-impl<'a> Operand<'a> {
-    /// The same operand from column `c0` on.
-    fn columns(self, c0: usize) -> Operand<'a> {
-        Operand { data: &self.data[c0 * self.cs..], rs: self.rs, cs: self.cs }
-    }
-}
-
-/// One single-threaded GEMM call.
-///
-/// # Safety
-/// `dst` must be valid for writes of an `m x n` matrix with row stride `ld`, and `lhs`/`rhs`
-/// must hold `m x k` and `k x n` matrices (checked by [`matmul`]).
-unsafe fn gemm_raw(
-    dst: *mut f32,
-    ld: usize,
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-    lhs: Operand<'_>,
-    rhs: Operand<'_>,
-    scale: f32,
-) {
-    // SAFETY: the caller guarantees the bounds.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            ld.cast_signed(),
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs.cast_signed(),
-            lhs.rs.cast_signed(),
-            rhs.data.as_ptr(),
-            rhs.cs.cast_signed(),
-            rhs.rs.cast_signed(),
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// The threads GEMM may use: rayon's pool size (set from `RAYON_NUM_THREADS`), read once.
-fn rayon_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
-    })
-}
 
 /// Sizes of a run.
 #[derive(Clone, Copy, Debug)]
@@ -169,8 +35,8 @@ pub(super) struct Dims {
 }
 
 impl Dims {
-    fn step(self) -> usize {
-        self.batch * self.hidden
+    fn len(self) -> usize {
+        self.steps * self.batch * self.hidden
     }
 
     /// Where row `b` of step `t` starts in a sequence.
@@ -182,21 +48,72 @@ impl Dims {
         }
     }
 
-    /// Copies step `t` of `seq` into the contiguous `[B, H]` `dst`.
-    fn gather(self, seq: &[f32], t: usize, dst: &mut [f32]) {
+    /// Copies the rows of trials `b0..` at step `t` of `seq` into the contiguous `dst`.
+    fn gather(self, seq: &[f32], t: usize, b0: usize, dst: &mut [f32]) {
         let h = self.hidden;
         for (b, row) in dst.chunks_exact_mut(h).enumerate() {
-            let r = self.row(t, b);
+            let r = self.row(t, b0 + b);
             row.copy_from_slice(&seq[r..r + h]);
         }
     }
 
-    /// Copies the contiguous `[B, H]` `src` into step `t` of `seq`.
-    fn scatter(self, src: &[f32], t: usize, seq: &mut [f32]) {
-        let h = self.hidden;
+    /// The threads to split the trials of this run over: the rayon pool's, when the run is
+    /// large enough to pay for waking it.
+    pub(super) fn threads(self) -> usize {
+        // Below this many multiply-adds per product sequence the whole run takes less than
+        // waking a worker costs several times over.
+        const SPLIT_MIN: usize = 1 << 20;
+        if self.len() * self.hidden < SPLIT_MIN { 1 } else { rayon_threads() }
+    }
+
+    /// Hands trials to `threads` threads: `work(trials, parallel)` for consecutive ranges
+    /// covering `0..batch` (`parallel`: the products inside may split over the pool themselves,
+    /// when the trials were not split).
+    fn split_trials<R: Send>(
+        self,
+        threads: usize,
+        work: impl Fn(Range<usize>, bool) -> R + Sync,
+    ) -> Vec<R> {
+        use rayon::iter::{IntoParallelIterator, ParallelIterator};
+        let threads = threads.min(self.batch);
+        if threads <= 1 {
+            return vec![work(0..self.batch, true)];
+        }
+        let per = self.batch.div_ceil(threads);
+        let starts: Vec<usize> = (0..self.batch).step_by(per).collect();
+        starts.into_par_iter().map(|b0| work(b0..self.batch.min(b0 + per), false)).collect()
+    }
+}
+
+/// A sequence buffer that several threads write at once, each the rows of its own trials.
+#[derive(Clone, Copy)]
+struct Rows {
+    ptr: *mut f32,
+    len: usize,
+    dims: Dims,
+}
+
+// SAFETY: the threads of one split write disjoint rows (their own trials) and read only rows
+// they wrote; the buffer outlives the split.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn new(seq: &mut [f32], dims: Dims) -> Self {
+        Rows { ptr: seq.as_mut_ptr(), len: seq.len(), dims }
+    }
+
+    /// Copies the contiguous `src` into the rows of trials `b0..` at step `t`.
+    ///
+    /// # Safety
+    /// No other thread may access these rows meanwhile.
+    unsafe fn scatter(self, src: &[f32], t: usize, b0: usize) {
+        let h = self.dims.hidden;
         for (b, row) in src.chunks_exact(h).enumerate() {
-            let r = self.row(t, b);
-            seq[r..r + h].copy_from_slice(row);
+            let r = self.dims.row(t, b0 + b);
+            assert!(r + h <= self.len, "row out of bounds");
+            // SAFETY: in bounds (checked); the caller guarantees exclusive access.
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.ptr.add(r), h) };
         }
     }
 }
@@ -210,131 +127,127 @@ pub(super) struct Matrix<'a> {
     pub(super) hidden: usize,
 }
 
-/// `W^T` stored contiguously: GEMM reads its right operand far faster row-major than through
-/// the transposed strides of `W` (measured 2.3x at H = 256, B = 32), and the forward pass
-/// multiplies by `W^T` at every step.
-fn transpose(w: &[f32], n: usize) -> Vec<f32> {
-    let mut t = vec![0f32; n * n];
-    for (i, row) in w.chunks_exact(n).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            t[j * n + i] = v;
-        }
-    }
-    t
-}
-
 impl Matrix<'_> {
-    /// `out[b, i] (+)= scale * sum_j h[b, j] W[i, j]` for a `[batch, H]` `h`, given `w_t`, the
-    /// contiguous transpose of `W` (see [`transpose`]).
-    fn times_transposed(
-        &self,
-        w_t: &[f32],
-        out: &mut [f32],
-        h: &[f32],
-        batch: usize,
-        accumulate: bool,
-        scale: f32,
-    ) {
+    /// `W^T` packed for `out[b, i] (+)= scale * sum_j h[b, j] W[i, j]`, the forward's product.
+    fn transposed(&self) -> StepProduct {
         let n = self.hidden;
-        match self.blocks {
-            None => matmul(
-                out,
-                n,
-                (batch, n, n),
-                accumulate,
-                Operand::new(h, n, 1),
-                Operand::new(w_t, n, 1),
-                scale,
-            ),
-            Some(blocks) => {
-                if !accumulate {
-                    out[..batch * n].fill(0.0);
-                }
-                for b in blocks {
-                    let (rows, cols) = (b.rows.clone(), b.cols.clone());
-                    matmul(
-                        &mut out[rows.start..],
-                        n,
-                        (batch, rows.len(), cols.len()),
-                        true,
-                        Operand::new(&h[cols.start..], n, 1),
-                        Operand::new(&w_t[cols.start * n + rows.start..], n, 1),
-                        scale,
-                    );
-                }
-            }
-        }
+        let parts = match self.blocks {
+            None => vec![Part::whole(Packed::new(Operand::new(self.w, 1, n), n, n))],
+            Some(blocks) => blocks
+                .iter()
+                .map(|b| Part {
+                    input: b.cols.start,
+                    output: b.rows.start,
+                    rhs: Packed::new(
+                        Operand::new(&self.w[b.rows.start * n + b.cols.start..], 1, n),
+                        b.cols.len(),
+                        b.rows.len(),
+                    ),
+                })
+                .collect(),
+        };
+        StepProduct { parts, dense: self.blocks.is_none(), hidden: n }
     }
 
-    /// `out[b, j] (+)= scale * sum_i a[b, i] W[i, j]` for a `[batch, H]` `a`.
-    fn times(&self, out: &mut [f32], a: &[f32], batch: usize, accumulate: bool, scale: f32) {
+    /// `W` packed for `out[b, j] (+)= scale * sum_i a[b, i] W[i, j]`, the backward's product.
+    fn plain(&self) -> StepProduct {
         let n = self.hidden;
-        match self.blocks {
-            None => matmul(
-                out,
-                n,
-                (batch, n, n),
-                accumulate,
-                Operand::new(a, n, 1),
-                Operand::new(self.w, n, 1),
-                scale,
-            ),
-            Some(blocks) => {
-                if !accumulate {
-                    out[..batch * n].fill(0.0);
-                }
-                for b in blocks {
-                    let (rows, cols) = (b.rows.clone(), b.cols.clone());
-                    matmul(
-                        &mut out[cols.start..],
-                        n,
-                        (batch, cols.len(), rows.len()),
-                        true,
-                        Operand::new(&a[rows.start..], n, 1),
-                        Operand::new(&self.w[rows.start * n + cols.start..], n, 1),
-                        scale,
-                    );
-                }
-            }
-        }
+        let parts = match self.blocks {
+            None => vec![Part::whole(Packed::new(Operand::new(self.w, n, 1), n, n))],
+            Some(blocks) => blocks
+                .iter()
+                .map(|b| Part {
+                    input: b.rows.start,
+                    output: b.cols.start,
+                    rhs: Packed::new(
+                        Operand::new(&self.w[b.rows.start * n + b.cols.start..], n, 1),
+                        b.rows.len(),
+                        b.cols.len(),
+                    ),
+                })
+                .collect(),
+        };
+        StepProduct { parts, dense: self.blocks.is_none(), hidden: n }
     }
 
-    /// `grad[i, j] (+)= scale * sum_r a[r, i] p[r, j]` over `rows` rows of `[rows, H]` `a` and
-    /// `p`, on the connected blocks only (the others stay zero: the mask zeroes them anyway).
-    fn outer(
-        &self,
-        grad: &mut [f32],
-        a: &[f32],
-        p: &[f32],
-        rows: usize,
-        accumulate: bool,
-        scale: f32,
-    ) {
+    /// `grad[i, j] += sum_r a[r, i] p[r, j]` over `rows` rows of the `[rows, H]` `a` and `p`, on
+    /// the connected blocks only (the others stay zero: the mask zeroes them anyway).
+    fn add_outer(&self, grad: &mut [f32], a: &[f32], p: &[f32], rows: usize) {
         let n = self.hidden;
+        let p = |r: usize| &p[r * n..];
         match self.blocks {
-            None => matmul(
-                grad,
-                n,
-                (n, n, rows),
-                accumulate,
-                Operand::new(a, 1, n),
-                Operand::new(p, n, 1),
-                scale,
-            ),
+            None => {
+                let rhs = Packed::from_rows(rows, n, p);
+                matmul(grad, n, n, true, Operand::new(a, 1, n), &rhs, 1.0, false);
+            }
             Some(blocks) => {
                 for b in blocks {
                     let (r, c) = (b.rows.clone(), b.cols.clone());
+                    let rhs = Packed::from_rows(rows, c.len(), |row| &p(row)[c.start..]);
                     matmul(
                         &mut grad[r.start * n + c.start..],
                         n,
-                        (r.len(), c.len(), rows),
-                        accumulate,
+                        r.len(),
+                        true,
                         Operand::new(&a[r.start..], 1, n),
-                        Operand::new(&p[c.start..], n, 1),
-                        scale,
+                        &rhs,
+                        1.0,
+                        false,
                     );
                 }
             }
+        }
+    }
+}
+
+/// A per-step product `out (+)= scale * v M` of `[B, H]` rows by a matrix packed once per call:
+/// the whole matrix, or one part per connected block.
+struct StepProduct {
+    parts: Vec<Part>,
+    /// One part covering the whole matrix.
+    dense: bool,
+    hidden: usize,
+}
+
+/// One block of a [`StepProduct`]: `out[:, output..] += v[:, input..] rhs`.
+struct Part {
+    input: usize,
+    output: usize,
+    rhs: Packed,
+}
+
+impl Part {
+    fn whole(rhs: Packed) -> Self {
+        Part { input: 0, output: 0, rhs }
+    }
+}
+
+impl StepProduct {
+    fn apply(
+        &self,
+        out: &mut [f32],
+        v: &[f32],
+        batch: usize,
+        accumulate: bool,
+        scale: f32,
+        parallel: bool,
+    ) {
+        let n = self.hidden;
+        if !self.dense && !accumulate {
+            out[..batch * n].fill(0.0);
+        }
+        for part in &self.parts {
+            assert!(part.input + part.rhs.rows() <= n && part.output + part.rhs.cols() <= n);
+            matmul(
+                &mut out[part.output..],
+                n,
+                batch,
+                accumulate || !self.dense,
+                Operand::new(&v[part.input..], n, 1),
+                &part.rhs,
+                scale,
+                parallel,
+            );
         }
     }
 }
@@ -354,51 +267,228 @@ pub(super) fn forward(
     drive: &[f32],
     init: &[f32],
     d: Dims,
+    threads: usize,
 ) -> Forward {
-    let bh = d.step();
-    let w_t = transpose(w.w, d.hidden);
-    let mut states = vec![0f32; d.steps * bh];
-    let mut cur = vec![0f32; bh];
-    let mut d_t = vec![0f32; bh];
-    match update {
-        Update::Leaky { alpha } => {
-            let alpha = alpha as f32;
-            let mut rates = vec![0f32; d.steps * bh];
-            let mut x_prev = init.to_vec();
-            let mut h_prev = vec![0f32; bh];
-            apply(activation, init, &mut h_prev);
-            for t in 0..d.steps {
-                d.gather(drive, t, &mut d_t);
-                for ((x, &xp), &dt) in cur.iter_mut().zip(&x_prev).zip(&d_t) {
-                    *x = (1.0 - alpha) * xp + alpha * dt;
+    let w_t = w.transposed();
+    let mut states = vec![0f32; d.len()];
+    let mut rates = match update {
+        Update::Leaky { .. } => vec![0f32; d.len()],
+        Update::Elman => Vec::new(),
+    };
+    let (states_out, rates_out) = (Rows::new(&mut states, d), Rows::new(&mut rates, d));
+    d.split_trials(threads, |trials, parallel| {
+        let run = Loop { activation, product: &w_t, d, trials, parallel };
+        // SAFETY: each split writes the rows of its own trials only.
+        unsafe { run.forward(update, drive, init, states_out, rates_out) };
+    });
+    Forward { states, rates }
+}
+
+/// The time loop over some trials of a run.
+struct Loop<'a> {
+    activation: Activation,
+    product: &'a StepProduct,
+    d: Dims,
+    trials: Range<usize>,
+    parallel: bool,
+}
+
+impl Loop<'_> {
+    /// The forward loop.
+    ///
+    /// # Safety
+    /// No other thread may access the rows of these trials in `states` and `rates`.
+    unsafe fn forward(
+        &self,
+        update: Update,
+        drive: &[f32],
+        init: &[f32],
+        states: Rows,
+        rates: Rows,
+    ) {
+        let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
+        let init = &init[b0 * h..(b0 + nb) * h];
+        let mut cur = vec![0f32; nb * h];
+        match update {
+            Update::Leaky { alpha } => {
+                let alpha = alpha as f32;
+                let mut d_t = vec![0f32; nb * h];
+                let mut x_prev = init.to_vec();
+                let mut h_prev = vec![0f32; nb * h];
+                apply(self.activation, init, &mut h_prev);
+                for t in 0..self.d.steps {
+                    self.d.gather(drive, t, b0, &mut d_t);
+                    for ((x, &xp), &dt) in cur.iter_mut().zip(&x_prev).zip(&d_t) {
+                        *x = (1.0 - alpha) * xp + alpha * dt;
+                    }
+                    self.product.apply(&mut cur, &h_prev, nb, true, alpha, self.parallel);
+                    apply(self.activation, &cur, &mut h_prev);
+                    // SAFETY: the caller guarantees exclusive access to these rows.
+                    unsafe {
+                        states.scatter(&cur, t, b0);
+                        rates.scatter(&h_prev, t, b0);
+                    }
+                    std::mem::swap(&mut x_prev, &mut cur);
                 }
-                w.times_transposed(&w_t, &mut cur, &h_prev, d.batch, true, alpha);
-                apply(activation, &cur, &mut h_prev);
-                d.scatter(&cur, t, &mut states);
-                d.scatter(&h_prev, t, &mut rates);
-                std::mem::swap(&mut x_prev, &mut cur);
             }
-            Forward { states, rates }
-        }
-        Update::Elman => {
-            let mut h_prev = init.to_vec();
-            for t in 0..d.steps {
-                d.gather(drive, t, &mut cur);
-                w.times_transposed(&w_t, &mut cur, &h_prev, d.batch, true, 1.0);
-                apply(activation, &cur, &mut h_prev);
-                d.scatter(&h_prev, t, &mut states);
+            Update::Elman => {
+                let mut h_prev = init.to_vec();
+                for t in 0..self.d.steps {
+                    self.d.gather(drive, t, b0, &mut cur);
+                    self.product.apply(&mut cur, &h_prev, nb, true, 1.0, self.parallel);
+                    apply(self.activation, &cur, &mut h_prev);
+                    // SAFETY: as above.
+                    unsafe { states.scatter(&h_prev, t, b0) };
+                }
             }
-            Forward { states, rates: Vec::new() }
         }
+    }
+
+    /// The reverse loop: writes `dL/dd_t` into `adjoint` and `dL/dinit` into `grad_init`, and
+    /// returns these trials' part of `dL/dW`.
+    ///
+    /// # Safety
+    /// No other thread may access the rows of these trials in `adjoint` and `grad_init`.
+    unsafe fn backward(
+        &self,
+        update: Update,
+        w: &Matrix<'_>,
+        b: &Backward<'_>,
+        adjoint: Rows,
+        grad_init: Rows,
+    ) -> Vec<f32> {
+        let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
+        let init = &b.init[b0 * h..(b0 + nb) * h];
+        let (mut next, mut cur, mut tmp, mut slope) =
+            (vec![0f32; nb * h], vec![0f32; nb * h], vec![0f32; nb * h], vec![0f32; nb * h]);
+        let mut out = vec![0f32; nb * h];
+        // The rates each step multiplied W by: h_0 (phi(x_0) for leaky dynamics), then the
+        // sequence's rates one step back.
+        let mut h0 = init.to_vec();
+        if let Update::Leaky { .. } = update {
+            apply(self.activation, init, &mut h0);
+        }
+        let mut outer = OuterProducts::new(w, nb);
+        let mut before = vec![0f32; nb * h];
+        let before_of = |t: usize, dst: &mut Vec<f32>| {
+            if t == 0 {
+                dst.copy_from_slice(&h0);
+            } else {
+                self.d.gather(b.rates, t - 1, b0, dst);
+            }
+        };
+        match update {
+            Update::Leaky { alpha } => {
+                let alpha = alpha as f32;
+                // a_t (dL/dx_{t+1} in total) = g_t + (1 - a) a_{t+1} + phi'(x_{t+1}) (a a_{t+1} W)
+                for t in (0..self.d.steps).rev() {
+                    self.d.gather(b.grad, t, b0, &mut cur);
+                    if t + 1 < self.d.steps {
+                        self.product.apply(&mut tmp, &next, nb, false, alpha, self.parallel);
+                        self.d.gather(b.rates, t, b0, &mut slope);
+                        mul_slope(self.activation, &slope, &mut tmp);
+                        for ((a, &v), &n) in cur.iter_mut().zip(&tmp).zip(&next) {
+                            *a += (1.0 - alpha) * n + v;
+                        }
+                    }
+                    // dL/dd_t = a a_t
+                    for (o, &a) in out.iter_mut().zip(&cur) {
+                        *o = alpha * a;
+                    }
+                    // SAFETY: the caller guarantees exclusive access to these rows.
+                    unsafe { adjoint.scatter(&out, t, b0) };
+                    before_of(t, &mut before);
+                    outer.push(&out, &before);
+                    std::mem::swap(&mut next, &mut cur);
+                }
+                // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
+                self.product.apply(&mut tmp, &next, nb, false, alpha, self.parallel);
+                mul_slope(self.activation, &h0, &mut tmp);
+                for ((g, &a), &v) in out.iter_mut().zip(&next).zip(&tmp) {
+                    *g = (1.0 - alpha) * a + v;
+                }
+            }
+            Update::Elman => {
+                // delta_t (dL/dz_{t+1}) = (g_t + delta_{t+1} W) phi'(z_{t+1})
+                for t in (0..self.d.steps).rev() {
+                    self.d.gather(b.grad, t, b0, &mut cur);
+                    if t + 1 < self.d.steps {
+                        self.product.apply(&mut cur, &next, nb, true, 1.0, self.parallel);
+                    }
+                    self.d.gather(b.rates, t, b0, &mut slope);
+                    mul_slope(self.activation, &slope, &mut cur);
+                    // SAFETY: as above.
+                    unsafe { adjoint.scatter(&cur, t, b0) };
+                    before_of(t, &mut before);
+                    outer.push(&cur, &before);
+                    std::mem::swap(&mut next, &mut cur);
+                }
+                self.product.apply(&mut out, &next, nb, false, 1.0, self.parallel);
+            }
+        }
+        // SAFETY: as above; `grad_init` is `[B, H]`, one "step".
+        unsafe { grad_init.scatter(&out, 0, b0) };
+        outer.finish()
     }
 }
 
-/// What the backward pass reads: the initial state, the forward's output, and the gradient of
-/// the loss with respect to the states (`x` for leaky, in total, the path through `h = phi(x)`
-/// included; `h` for Elman), in the sequences' layout.
+/// `dL/dW = sum_t (dL/dd_t)^T h_{t-1}`, accumulated while the reverse loop runs: the rows of
+/// several steps are collected and multiplied in by one product of depth ~[`Self::DEPTH`], while
+/// they are still in cache (one product over all steps at the end would first copy both
+/// `[T B, H]` sequences into the packed layout, on one thread).
+struct OuterProducts<'a> {
+    w: &'a Matrix<'a>,
+    grad: Vec<f32>,
+    adjoints: Vec<f32>,
+    before: Vec<f32>,
+    /// Rows per product.
+    rows: usize,
+}
+
+impl<'a> OuterProducts<'a> {
+    const DEPTH: usize = 256;
+
+    fn new(w: &'a Matrix<'a>, trials: usize) -> Self {
+        let h = w.hidden;
+        let rows = Self::DEPTH.div_ceil(trials).max(1) * trials;
+        OuterProducts {
+            w,
+            grad: vec![0f32; h * h],
+            adjoints: Vec::with_capacity(rows * h),
+            before: Vec::with_capacity(rows * h),
+            rows,
+        }
+    }
+
+    fn push(&mut self, adjoints: &[f32], before: &[f32]) {
+        self.adjoints.extend_from_slice(adjoints);
+        self.before.extend_from_slice(before);
+        if self.adjoints.len() >= self.rows * self.w.hidden {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let rows = self.adjoints.len() / self.w.hidden;
+        if rows > 0 {
+            self.w.add_outer(&mut self.grad, &self.adjoints, &self.before, rows);
+        }
+        self.adjoints.clear();
+        self.before.clear();
+    }
+
+    fn finish(mut self) -> Vec<f32> {
+        self.flush();
+        self.grad
+    }
+}
+
+/// What the backward pass reads, in the sequences' layout: the initial state, the rates
+/// `h_1..h_T` the forward produced, and the gradient of the loss with respect to the states
+/// (`x` for leaky, in total, the path through `h = phi(x)` included; `h` for Elman).
 pub(super) struct Backward<'a> {
     pub(super) init: &'a [f32],
-    pub(super) out: &'a Forward,
+    pub(super) rates: &'a [f32],
     pub(super) grad: &'a [f32],
 }
 
@@ -409,76 +499,97 @@ pub(super) fn backward(
     w: &Matrix<'_>,
     b: &Backward<'_>,
     d: Dims,
+    threads: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (bh, h, steps) = (d.step(), d.hidden, d.steps);
-    let mut adjoint = vec![0f32; steps * bh];
-    let (mut next, mut cur, mut tmp, mut slope) =
-        (vec![0f32; bh], vec![0f32; bh], vec![0f32; bh], vec![0f32; bh]);
-    let mut grad_w = vec![0f32; h * h];
-    let mut grad_init = vec![0f32; bh];
-    // The rates each step multiplied W by, in the sequences' layout: h_0, then h_1..h_{T-1}.
-    let mut before = vec![0f32; steps * bh];
-    let mut h0 = vec![0f32; bh];
-    let sequence = match update {
-        Update::Leaky { .. } => {
-            apply(activation, b.init, &mut h0);
-            &b.out.rates
-        }
-        Update::Elman => {
-            h0.copy_from_slice(b.init);
-            &b.out.states
-        }
-    };
-    d.scatter(&h0, 0, &mut before);
-    for t in 1..steps {
-        d.gather(sequence, t - 1, &mut tmp);
-        d.scatter(&tmp, t, &mut before);
-    }
-    match update {
-        Update::Leaky { alpha } => {
-            let alpha = alpha as f32;
-            // a_t (dL/dx_{t+1} in total) = g_t + (1 - a) a_{t+1} + phi'(x_{t+1}) (a a_{t+1} W)
-            for t in (0..steps).rev() {
-                d.gather(b.grad, t, &mut cur);
-                if t + 1 < steps {
-                    w.times(&mut tmp, &next, d.batch, false, alpha);
-                    d.gather(&b.out.rates, t, &mut slope);
-                    mul_slope(activation, &slope, &mut tmp);
-                    for ((a, &v), &n) in cur.iter_mut().zip(&tmp).zip(&next) {
-                        *a += (1.0 - alpha) * n + v;
-                    }
-                }
-                d.scatter(&cur, t, &mut adjoint);
-                std::mem::swap(&mut next, &mut cur);
-            }
-            // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
-            w.times(&mut tmp, &next, d.batch, false, alpha);
-            mul_slope(activation, &h0, &mut tmp);
-            for ((g, &a), &v) in grad_init.iter_mut().zip(&next).zip(&tmp) {
-                *g = (1.0 - alpha) * a + v;
-            }
-            // dL/dW = a sum_t a_t^T h_t over every (step, trial) row at once.
-            w.outer(&mut grad_w, &adjoint, &before, steps * d.batch, false, alpha);
-            // dL/dd_t = a a_t
-            for a in &mut adjoint {
-                *a *= alpha;
-            }
-        }
-        Update::Elman => {
-            // delta_t (dL/dz_{t+1}) = (g_t + delta_{t+1} W) phi'(z_{t+1})
-            for t in (0..steps).rev() {
-                d.gather(b.grad, t, &mut cur);
-                if t + 1 < steps {
-                    w.times(&mut cur, &next, d.batch, true, 1.0);
-                }
-                d.gather(&b.out.states, t, &mut slope);
-                mul_slope(activation, &slope, &mut cur);
-                d.scatter(&cur, t, &mut adjoint);
-                std::mem::swap(&mut next, &mut cur);
-            }
-            w.times(&mut grad_init, &next, d.batch, false, 1.0);
-            w.outer(&mut grad_w, &adjoint, &before, steps * d.batch, false, 1.0);
+    let h = d.hidden;
+    let w_p = w.plain();
+    let mut adjoint = vec![0f32; d.len()];
+    let mut grad_init = vec![0f32; d.batch * h];
+    let adjoint_out = Rows::new(&mut adjoint, d);
+    let init_out = Rows::new(&mut grad_init, Dims { steps: 1, ..d });
+    let parts = d.split_trials(threads, |trials, parallel| {
+        let run = Loop { activation, product: &w_p, d, trials, parallel };
+        // SAFETY: each split writes the rows of its own trials only.
+        unsafe { run.backward(update, w, b, adjoint_out, init_out) }
+    });
+    let mut parts = parts.into_iter();
+    let mut grad_w = parts.next().unwrap_or_else(|| vec![0f32; h * h]);
+    for part in parts {
+        for (g, p) in grad_w.iter_mut().zip(part) {
+            *g += p;
         }
     }
     (grad_w, adjoint, grad_init)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// Trials split over threads give the same sequences and gradients as one thread, in both
+    /// layouts, dense and by blocks, leaky and Elman, with uneven splits (5 trials, 2 and 3
+    /// threads).
+    #[test]
+    fn split_trials_equal_one_thread() {
+        let (steps, batch, hidden) = (6, 5, 9);
+        let blocks = [
+            Block { rows: 0..4, cols: 0..4 },
+            Block { rows: 4..9, cols: 0..4 },
+            Block { rows: 0..4, cols: 6..9 },
+        ];
+        let mut w = values(hidden * hidden, 1);
+        for (i, row) in w.chunks_exact_mut(hidden).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                if !blocks.iter().any(|b| b.rows.contains(&i) && b.cols.contains(&j)) {
+                    *v = 0.0;
+                }
+                *v *= 0.4;
+            }
+        }
+        let (drive, init, grad) = (
+            values(steps * batch * hidden, 2),
+            values(batch * hidden, 3),
+            values(steps * batch * hidden, 4),
+        );
+        for batch_first in [false, true] {
+            for update in [Update::Leaky { alpha: 0.25 }, Update::Elman] {
+                for with_blocks in [false, true] {
+                    let d = Dims { steps, batch, hidden, batch_first };
+                    let matrix =
+                        Matrix { w: &w, blocks: with_blocks.then_some(&blocks[..]), hidden };
+                    let run = |threads| {
+                        let out =
+                            forward(update, Activation::Tanh, &matrix, &drive, &init, d, threads);
+                        let rates =
+                            if out.rates.is_empty() { &out.states } else { &out.rates }.clone();
+                        let args = Backward { init: &init, rates: &rates, grad: &grad };
+                        let grads = backward(update, Activation::Tanh, &matrix, &args, d, threads);
+                        (out.states, rates, grads)
+                    };
+                    let one = run(1);
+                    for threads in [2, 3] {
+                        let many = run(threads);
+                        let what = format!(
+                            "{update:?} batch_first={batch_first} blocks={with_blocks} \
+                             threads={threads}"
+                        );
+                        assert_eq!(one.0, many.0, "{what}: states");
+                        assert_eq!(one.1, many.1, "{what}: rates");
+                        assert_eq!(one.2.1, many.2.1, "{what}: drive gradient");
+                        assert_eq!(one.2.2, many.2.2, "{what}: initial-state gradient");
+                        // Summed per thread, then across threads: equal up to rounding.
+                        for (x, y) in one.2.0.iter().zip(&many.2.0) {
+                            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}: dL/dW");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,582 @@
+//! Matrix products of the host kernel, with the right operand packed once per call and reused at
+//! every step.
+//!
+//! The recurrence multiplies by the same `W` (or `W^T`) T times. On CPUs with AVX-512 the right
+//! operand is packed once into panels of [`NR`] columns (row `p` of a panel is [`NR`] contiguous
+//! floats) and a register-blocked microkernel ([`MR_MAX`] rows x [`NR`] columns of
+//! accumulators; the left operand, packed by row blocks on each call, is broadcast from memory)
+//! runs over them. The `gemm`
+//! crate that candle uses has no stable AVX-512 kernel and repacks its operands on every call:
+//! at `[32 x 1024] x [1024 x 1024]` it ran ~40 GFLOP/s per thread here. Elsewhere (AVX2, ARM)
+//! the products go through the `gemm` crate, on a contiguous row-major copy of the operand.
+//!
+//! Large products are split by column panels over the rayon pool; small ones stay on the calling
+//! thread, because waking a worker costs tens of microseconds on small VMs.
+
+/// A matrix operand: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Operand<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
+}
+
+impl<'a> Operand<'a> {
+    pub(super) fn new(data: &'a [f32], rs: usize, cs: usize) -> Self {
+        Operand { data, rs, cs }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// Columns per panel: two AVX-512 registers of `f32`.
+pub(super) const NR: usize = 32;
+/// Rows per microkernel call: `2 * MR_MAX` accumulators, two panel registers and a broadcast fit
+/// in the 32 vector registers with room to spare (at 14 rows the compiler spilled a panel
+/// register on every iteration).
+const MR_MAX: usize = 12;
+/// Depth of one pass over a panel: a `KC x NR` slice of it (32 KiB) stays in L1 while every row
+/// block of the left operand goes by.
+const KC: usize = 256;
+/// Products with fewer multiply-adds than this stay on one thread (see the module docs).
+const PARALLEL_MIN: usize = 1 << 22;
+
+/// A right operand `[k x n]`, laid out for [`matmul`].
+#[derive(Debug)]
+pub(super) struct Packed {
+    k: usize,
+    n: usize,
+    layout: Layout,
+}
+
+#[derive(Debug)]
+enum Layout {
+    /// Panel `q` holds columns `q * NR..`, `k` rows of [`NR`] floats (zero past `n`).
+    Panels(Vec<f32>),
+    /// Row-major `[k x n]`, for the `gemm` crate.
+    RowMajor(Vec<f32>),
+}
+
+impl Packed {
+    /// Packs the `k x n` matrix `src` (any strides: transposes pack as cheaply as copies).
+    pub(super) fn new(src: Operand<'_>, k: usize, n: usize) -> Self {
+        Self::with_kernel(src, k, n, Kernel::detect())
+    }
+
+    /// Packs the `k x n` matrix whose row `p` is `row(p)[..n]`: operands assembled from
+    /// several buffers (the rates one step back, the first from the initial state) pack without
+    /// being copied together first.
+    pub(super) fn from_rows<'a>(k: usize, n: usize, row: impl Fn(usize) -> &'a [f32]) -> Self {
+        Self::rows_with_kernel(k, n, row, Kernel::detect())
+    }
+
+    fn with_kernel(src: Operand<'_>, k: usize, n: usize, kernel: Kernel) -> Self {
+        assert!(src.fits(k, n), "packed operand out of bounds");
+        if src.cs == 1 {
+            return Self::rows_with_kernel(k, n, |p| &src.data[p * src.rs..], kernel);
+        }
+        let layout = match kernel {
+            Kernel::Avx512 => {
+                let panels = n.div_ceil(NR);
+                let mut data = vec![0f32; panels * k * NR];
+                for (q, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+                    let j0 = q * NR;
+                    let width = NR.min(n - j0);
+                    for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                        for (jj, v) in row[..width].iter_mut().enumerate() {
+                            *v = src.at(p, j0 + jj);
+                        }
+                    }
+                }
+                Layout::Panels(data)
+            }
+            Kernel::Portable => {
+                let mut data = Vec::with_capacity(k * n);
+                for p in 0..k {
+                    data.extend((0..n).map(|j| src.at(p, j)));
+                }
+                Layout::RowMajor(data)
+            }
+        };
+        Packed { k, n, layout }
+    }
+
+    fn rows_with_kernel<'a>(
+        k: usize,
+        n: usize,
+        row: impl Fn(usize) -> &'a [f32],
+        kernel: Kernel,
+    ) -> Self {
+        let layout = match kernel {
+            Kernel::Avx512 => {
+                let panels = n.div_ceil(NR);
+                let mut data = vec![0f32; panels * k * NR];
+                for p in 0..k {
+                    let src = &row(p)[..n];
+                    for (q, part) in src.chunks(NR).enumerate() {
+                        let at = (q * k + p) * NR;
+                        data[at..at + part.len()].copy_from_slice(part);
+                    }
+                }
+                Layout::Panels(data)
+            }
+            Kernel::Portable => {
+                let mut data = Vec::with_capacity(k * n);
+                for p in 0..k {
+                    data.extend_from_slice(&row(p)[..n]);
+                }
+                Layout::RowMajor(data)
+            }
+        };
+        Packed { k, n, layout }
+    }
+
+    pub(super) fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub(super) fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+/// Which implementation runs the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// The packed-panel microkernel of this module.
+    Avx512,
+    /// The `gemm` crate.
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            if *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
+                return Kernel::Avx512;
+            }
+        }
+        Kernel::Portable
+    }
+}
+
+/// `dst (m x n, row stride ld) = [dst +] scale * lhs (m x k) * rhs (k x n)`, with `k x n` the
+/// shape of `rhs`. `parallel`: large products may split over the rayon pool (callers already
+/// running on several threads pass `false`).
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+pub(super) fn matmul(
+    dst: &mut [f32],
+    ld: usize,
+    m: usize,
+    accumulate: bool,
+    lhs: Operand<'_>,
+    rhs: &Packed,
+    scale: f32,
+    parallel: bool,
+) {
+    let threads = if parallel { rayon_threads() } else { 1 };
+    matmul_on(dst, ld, m, accumulate, lhs, rhs, scale, threads);
+}
+
+/// [`matmul`] on up to `threads` threads.
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+fn matmul_on(
+    dst: &mut [f32],
+    ld: usize,
+    m: usize,
+    accumulate: bool,
+    lhs: Operand<'_>,
+    rhs: &Packed,
+    scale: f32,
+    threads: usize,
+) {
+    let (n, k) = (rhs.n, rhs.k);
+    let dst_fits = m == 0 || n == 0 || (m - 1) * ld + n <= dst.len();
+    assert!(dst_fits && lhs.fits(m, k), "matmul operands out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in 0..m {
+                dst[row * ld..row * ld + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // The microkernel broadcasts the left operand from one pointer that advances by a row
+    // block's height per column: it is packed so once here, then shared by every panel and
+    // thread (also, strided rows would alias in L1).
+    let packed_lhs;
+    let lhs = if matches!(rhs.layout, Layout::Panels(_)) {
+        packed_lhs = pack_row_blocks(lhs, m, k);
+        Operand::new(&packed_lhs, 0, 0)
+    } else {
+        lhs
+    };
+    let panels = n.div_ceil(NR);
+    let threads = threads.min(panels);
+    let base = SendPtr(dst.as_mut_ptr());
+    // SAFETY (both calls below): bounds checked above; `dst` is borrowed mutably, so no operand
+    // aliases it, and each task writes only its own columns.
+    if threads > 1 && m * n * k >= PARALLEL_MIN {
+        let per_task = panels.div_ceil(threads) * NR;
+        rayon::scope(|scope| {
+            for c0 in (0..n).step_by(per_task) {
+                let cols = c0..n.min(c0 + per_task);
+                scope.spawn(move |_| unsafe {
+                    columns(base, ld, m, cols, accumulate, lhs, rhs, scale);
+                });
+            }
+        });
+    } else {
+        unsafe { columns(base, ld, m, 0..n, accumulate, lhs, rhs, scale) };
+    }
+}
+
+/// The heights of the row blocks of an `m`-row left operand: near-equal (32 rows: 11 + 11 + 10,
+/// not 12 + 12 + 8), at most [`MR_MAX`].
+fn row_blocks(m: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = m.div_ceil(MR_MAX);
+    let (height, taller) = (m / blocks, m % blocks);
+    (0..blocks).scan(0, move |start, b| {
+        let rows = height + usize::from(b < taller);
+        let block = (*start, rows);
+        *start += rows;
+        Some(block)
+    })
+}
+
+/// `lhs` (`m x k`) as [`row_blocks`], each `k` columns of its `mr` rows: element `(i0 + r, p)`
+/// of the block starting at row `i0` lies at `i0 * k + p * mr + r`.
+fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * k];
+    for (i0, mr) in row_blocks(m) {
+        let block = &mut out[i0 * k..(i0 + mr) * k];
+        if lhs.cs == 1 {
+            // Row-major rows (a `[B, H]` state): read each row once, write it strided.
+            for r in 0..mr {
+                let row = &lhs.data[(i0 + r) * lhs.rs..][..k];
+                for (column, &v) in block.chunks_exact_mut(mr).zip(row) {
+                    column[r] = v;
+                }
+            }
+        } else if lhs.rs == 1 {
+            // Contiguous columns (a transposed operand): copy `mr` floats per column.
+            for (p, column) in block.chunks_exact_mut(mr).enumerate() {
+                let at = i0 + p * lhs.cs;
+                column.copy_from_slice(&lhs.data[at..at + mr]);
+            }
+        } else {
+            for (p, column) in block.chunks_exact_mut(mr).enumerate() {
+                for (r, v) in column.iter_mut().enumerate() {
+                    *v = lhs.at(i0 + r, p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Columns `cols` of the product (`cols.start` a multiple of [`NR`]).
+///
+/// # Safety
+/// `dst` must be valid for writes of the whole `m x n` result with row stride `ld`, and no
+/// other thread may touch its columns `cols`.
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+unsafe fn columns(
+    dst: SendPtr,
+    ld: usize,
+    m: usize,
+    cols: std::ops::Range<usize>,
+    accumulate: bool,
+    lhs: Operand<'_>,
+    rhs: &Packed,
+    scale: f32,
+) {
+    match &rhs.layout {
+        #[cfg(target_arch = "x86_64")]
+        Layout::Panels(panels) => {
+            // SAFETY: `Panels` exist only where AVX-512 was detected; the caller guarantees the
+            // bounds of `dst`, `matmul` those of `lhs`, whose rows are contiguous there.
+            unsafe { avx512::columns(dst.0, ld, m, cols, accumulate, lhs, rhs, panels, scale) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Layout::Panels(_) => unreachable!("panels are packed only on x86_64"),
+        Layout::RowMajor(data) => {
+            let (n, k) = (cols.len(), rhs.k);
+            // SAFETY: the caller guarantees the bounds of `dst`; `data` is `k x rhs.n` row-major
+            // and `lhs` holds `m x k` (checked by `matmul`).
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    dst.0.add(cols.start),
+                    1,
+                    ld.cast_signed(),
+                    accumulate,
+                    lhs.data.as_ptr(),
+                    lhs.cs.cast_signed(),
+                    lhs.rs.cast_signed(),
+                    data.as_ptr().add(cols.start),
+                    1,
+                    rhs.n.cast_signed(),
+                    1.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The microkernel: `MR` rows by [`NR`] columns of accumulators in registers.
+
+    use std::arch::x86_64::{
+        __m512, _mm_load_ss, _mm512_add_ps, _mm512_broadcastss_ps, _mm512_fmadd_ps,
+        _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
+    };
+
+    use super::{KC, MR_MAX, NR, Operand, Packed, row_blocks};
+
+    /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by
+    /// [`super::pack_row_blocks`].
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `dst` valid for the `m x rhs.n` result with row stride
+    /// `ld`; `lhs` holds `m x rhs.k` packed by row blocks; `panels` is `rhs`'s packing.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+    pub(super) unsafe fn columns(
+        dst: *mut f32,
+        ld: usize,
+        m: usize,
+        cols: std::ops::Range<usize>,
+        accumulate: bool,
+        lhs: Operand<'_>,
+        rhs: &Packed,
+        panels: &[f32],
+        scale: f32,
+    ) {
+        let (n, k) = (rhs.n, rhs.k);
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            let add = accumulate || p0 > 0;
+            for q in cols.start / NR..cols.end.div_ceil(NR) {
+                let width = NR.min(n - q * NR);
+                // SAFETY: panel `q` holds `k` rows of NR floats; the rows p0..p0 + kc exist.
+                let b = unsafe { panels.as_ptr().add((q * k + p0) * NR) };
+                for (i0, mr) in row_blocks(m) {
+                    // SAFETY: the block of rows i0..i0 + mr holds `k` columns of `mr` floats
+                    // from `i0 * k` on; rows i0..i0 + mr, columns q * NR..q * NR + width of
+                    // `dst` exist.
+                    unsafe {
+                        let a = lhs.data.as_ptr().add(i0 * k + p0 * mr);
+                        let c = dst.add(i0 * ld + q * NR);
+                        let tile = Tile { kc, a, a_step: mr, b, c, ld, width, add, scale };
+                        tile.run(mr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One microkernel call: `c (mr x width) = [c +] scale * a (mr x kc) * b (kc x NR)`.
+    struct Tile {
+        kc: usize,
+        /// Column `p` of `a` is `mr` contiguous floats at `a + p * a_step`.
+        a: *const f32,
+        a_step: usize,
+        /// `kc` rows of [`NR`] floats.
+        b: *const f32,
+        c: *mut f32,
+        ld: usize,
+        width: usize,
+        add: bool,
+        scale: f32,
+    }
+
+    impl Tile {
+        /// # Safety
+        /// AVX-512F; the pointers valid for the sizes documented on the fields.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run(&self, mr: usize) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => self.rows::<1>(),
+                    2 => self.rows::<2>(),
+                    3 => self.rows::<3>(),
+                    4 => self.rows::<4>(),
+                    5 => self.rows::<5>(),
+                    6 => self.rows::<6>(),
+                    7 => self.rows::<7>(),
+                    8 => self.rows::<8>(),
+                    9 => self.rows::<9>(),
+                    10 => self.rows::<10>(),
+                    11 => self.rows::<11>(),
+                    12 => self.rows::<12>(),
+                    _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
+                }
+            }
+        }
+
+        /// # Safety
+        /// As [`Tile::run`].
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn rows<const MR: usize>(&self) {
+            // MR_MAX-long arrays indexed by constants only (the `unroll!` below): they live in
+            // registers, and the rows past MR are dead code.
+            let mut lo: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
+            let mut hi: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
+            macro_rules! unroll {
+                ($body:ident: $($i:literal)*) => { $( if $i < MR { $body!($i); } )* };
+            }
+            let (mut a, mut b) = (self.a, self.b);
+            // SAFETY: `b` holds kc rows of NR floats, `a` kc columns of MR floats. Pointers
+            // advance with `wrapping_add` (no overflow checks in the hot loop).
+            unsafe {
+                for _ in 0..self.kc {
+                    let b0 = _mm512_loadu_ps(b);
+                    let b1 = _mm512_loadu_ps(b.wrapping_add(16));
+                    macro_rules! fma {
+                        ($i:literal) => {
+                            // An intrinsic load: a raw deref would carry debug-build checks.
+                            let ai = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add($i)));
+                            lo[$i] = _mm512_fmadd_ps(ai, b0, lo[$i]);
+                            hi[$i] = _mm512_fmadd_ps(ai, b1, hi[$i]);
+                        };
+                    }
+                    unroll!(fma: 0 1 2 3 4 5 6 7 8 9 10 11);
+                    a = a.wrapping_add(self.a_step);
+                    b = b.wrapping_add(NR);
+                }
+            }
+            let scale = _mm512_set1_ps(self.scale);
+            let mask = |from: usize| -> u16 {
+                let cols = self.width.saturating_sub(from).min(16);
+                ((1u32 << cols) - 1) as u16
+            };
+            let (m0, m1) = (mask(0), mask(16));
+            // SAFETY: row i of `c` has `width` writable floats; masked lanes are not touched.
+            unsafe {
+                macro_rules! store {
+                    ($i:literal) => {
+                        let c = self.c.wrapping_add($i * self.ld);
+                        let mut v0 = _mm512_mul_ps(lo[$i], scale);
+                        let mut v1 = _mm512_mul_ps(hi[$i], scale);
+                        if self.add {
+                            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+                            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c.wrapping_add(16)));
+                        }
+                        _mm512_mask_storeu_ps(c, m0, v0);
+                        _mm512_mask_storeu_ps(c.wrapping_add(16), m1, v1);
+                    };
+                }
+                unroll!(store: 0 1 2 3 4 5 6 7 8 9 10 11);
+            }
+        }
+    }
+}
+
+/// A pointer that may cross to another thread (each task writes disjoint elements).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: used only to hand disjoint column blocks of one matrix to scoped tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// The threads products may use: rayon's pool size (set from `RAYON_NUM_THREADS`), read once.
+pub(super) fn rayon_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A fixed pseudo-random sequence in [-1, 1).
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every kernel, on shapes that cross the row-block, panel and depth edges, with row-major
+    /// and transposed left operands, accumulating or not, equals the plain triple loop.
+    #[test]
+    fn products_equal_the_triple_loop() {
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        for kernel in kernels {
+            // The last one is large enough to split over threads.
+            let shapes = [(1, 1, 1), (3, 5, 2), (14, 32, 7), (15, 33, 257), (32, 70, 300)];
+            for (m, n, k) in shapes.into_iter().chain([(40, 330, 400)]) {
+                for lhs_transposed in [false, true] {
+                    for accumulate in [false, true] {
+                        let ld = n + 3;
+                        let a = values(m * k, 1);
+                        let lhs = if lhs_transposed {
+                            Operand::new(&a, 1, m)
+                        } else {
+                            Operand::new(&a, k, 1)
+                        };
+                        let b = values(k * n, 2);
+                        // The right operand row-major or as a transpose (column-major).
+                        let b_op = if lhs_transposed {
+                            Operand::new(&b, n, 1)
+                        } else {
+                            Operand::new(&b, 1, k)
+                        };
+                        let rhs = Packed::with_kernel(b_op, k, n, kernel);
+                        let mut dst = values(m * ld, 3);
+                        let mut expected = dst.clone();
+                        matmul_on(&mut dst, ld, m, accumulate, lhs, &rhs, 0.5, 3);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let dot: f32 = (0..k).map(|p| lhs.at(i, p) * b_op.at(p, j)).sum();
+                                let e = &mut expected[i * ld + j];
+                                *e = if accumulate { *e } else { 0.0 } + 0.5 * dot;
+                            }
+                        }
+                        for (x, y) in dst.iter().zip(&expected) {
+                            assert!(
+                                (x - y).abs() < 1e-4,
+                                "{kernel:?} {m}x{n}x{k} transposed={lhs_transposed} \
+                                 accumulate={accumulate}: {x} != {y}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
