@@ -21,7 +21,7 @@ use std::ops::Range;
 use mrnn_ir::Activation;
 
 use super::fast_math::{apply, mul_slope};
-use super::gemm::{Operand, Packed, matmul, rayon_threads};
+use super::gemm::{Operand, Packed, PackedLhs, matmul, matmul_packed, rayon_threads};
 use super::{Block, Update};
 
 /// Sizes of a run.
@@ -223,8 +223,12 @@ impl Part {
 }
 
 impl StepProduct {
+    /// `out (+)= scale * v M` for `batch` rows of `v`, packed once into `lhs` (the caller's
+    /// buffer, reused every step) for all the parts.
+    #[allow(clippy::too_many_arguments, reason = "one product's operands and its scratch")]
     fn apply(
         &self,
+        lhs: &mut PackedLhs,
         out: &mut [f32],
         v: &[f32],
         batch: usize,
@@ -236,14 +240,15 @@ impl StepProduct {
         if !self.dense && !accumulate {
             out[..batch * n].fill(0.0);
         }
+        lhs.pack(Operand::new(v, n, 1), batch, n);
         for part in &self.parts {
             assert!(part.input + part.rhs.rows() <= n && part.output + part.rhs.cols() <= n);
-            matmul(
+            matmul_packed(
                 &mut out[part.output..],
                 n,
-                batch,
                 accumulate || !self.dense,
-                Operand::new(&v[part.input..], n, 1),
+                lhs,
+                part.input,
                 &part.rhs,
                 scale,
                 parallel,
@@ -309,6 +314,7 @@ impl Loop<'_> {
         let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
         let init = &init[b0 * h..(b0 + nb) * h];
         let mut cur = vec![0f32; nb * h];
+        let mut lhs = PackedLhs::default();
         match update {
             Update::Leaky { alpha } => {
                 let alpha = alpha as f32;
@@ -321,7 +327,7 @@ impl Loop<'_> {
                     for ((x, &xp), &dt) in cur.iter_mut().zip(&x_prev).zip(&d_t) {
                         *x = (1.0 - alpha) * xp + alpha * dt;
                     }
-                    self.product.apply(&mut cur, &h_prev, nb, true, alpha, self.parallel);
+                    self.product.apply(&mut lhs, &mut cur, &h_prev, nb, true, alpha, self.parallel);
                     apply(self.activation, &cur, &mut h_prev);
                     // SAFETY: the caller guarantees exclusive access to these rows.
                     unsafe {
@@ -335,7 +341,7 @@ impl Loop<'_> {
                 let mut h_prev = init.to_vec();
                 for t in 0..self.d.steps {
                     self.d.gather(drive, t, b0, &mut cur);
-                    self.product.apply(&mut cur, &h_prev, nb, true, 1.0, self.parallel);
+                    self.product.apply(&mut lhs, &mut cur, &h_prev, nb, true, 1.0, self.parallel);
                     apply(self.activation, &cur, &mut h_prev);
                     // SAFETY: as above.
                     unsafe { states.scatter(&h_prev, t, b0) };
@@ -362,6 +368,7 @@ impl Loop<'_> {
         let (mut next, mut cur, mut tmp, mut slope) =
             (vec![0f32; nb * h], vec![0f32; nb * h], vec![0f32; nb * h], vec![0f32; nb * h]);
         let mut out = vec![0f32; nb * h];
+        let mut lhs = PackedLhs::default();
         // The rates each step multiplied W by: h_0 (phi(x_0) for leaky dynamics), then the
         // sequence's rates one step back.
         let mut h0 = init.to_vec();
@@ -380,15 +387,32 @@ impl Loop<'_> {
         match update {
             Update::Leaky { alpha } => {
                 let alpha = alpha as f32;
-                // a_t (dL/dx_{t+1} in total) = g_t + (1 - a) a_{t+1} + phi'(x_{t+1}) (a a_{t+1} W)
+                // a_t = dL/dx_{t+1} in total, from dL/dh_{t+1} (g_t) and dL/dx_{t+1} (e_t) directly:
+                // a_t = phi'(x_{t+1}) (g_t + a a_{t+1} W) + (1 - a) a_{t+1} + e_t
                 for t in (0..self.d.steps).rev() {
-                    self.d.gather(b.grad, t, b0, &mut cur);
+                    self.d.gather(b.grad_h, t, b0, &mut cur);
                     if t + 1 < self.d.steps {
-                        self.product.apply(&mut tmp, &next, nb, false, alpha, self.parallel);
-                        self.d.gather(b.rates, t, b0, &mut slope);
-                        mul_slope(self.activation, &slope, &mut tmp);
-                        for ((a, &v), &n) in cur.iter_mut().zip(&tmp).zip(&next) {
-                            *a += (1.0 - alpha) * n + v;
+                        self.product.apply(
+                            &mut lhs,
+                            &mut cur,
+                            &next,
+                            nb,
+                            true,
+                            alpha,
+                            self.parallel,
+                        );
+                    }
+                    self.d.gather(b.rates, t, b0, &mut slope);
+                    mul_slope(self.activation, &slope, &mut cur);
+                    if t + 1 < self.d.steps {
+                        for (a, &n) in cur.iter_mut().zip(&next) {
+                            *a += (1.0 - alpha) * n;
+                        }
+                    }
+                    if let Some(grad_x) = b.grad_x {
+                        self.d.gather(grad_x, t, b0, &mut tmp);
+                        for (a, &e) in cur.iter_mut().zip(&tmp) {
+                            *a += e;
                         }
                     }
                     // dL/dd_t = a a_t
@@ -402,7 +426,7 @@ impl Loop<'_> {
                     std::mem::swap(&mut next, &mut cur);
                 }
                 // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
-                self.product.apply(&mut tmp, &next, nb, false, alpha, self.parallel);
+                self.product.apply(&mut lhs, &mut tmp, &next, nb, false, alpha, self.parallel);
                 mul_slope(self.activation, &h0, &mut tmp);
                 for ((g, &a), &v) in out.iter_mut().zip(&next).zip(&tmp) {
                     *g = (1.0 - alpha) * a + v;
@@ -411,9 +435,9 @@ impl Loop<'_> {
             Update::Elman => {
                 // delta_t (dL/dz_{t+1}) = (g_t + delta_{t+1} W) phi'(z_{t+1})
                 for t in (0..self.d.steps).rev() {
-                    self.d.gather(b.grad, t, b0, &mut cur);
+                    self.d.gather(b.grad_h, t, b0, &mut cur);
                     if t + 1 < self.d.steps {
-                        self.product.apply(&mut cur, &next, nb, true, 1.0, self.parallel);
+                        self.product.apply(&mut lhs, &mut cur, &next, nb, true, 1.0, self.parallel);
                     }
                     self.d.gather(b.rates, t, b0, &mut slope);
                     mul_slope(self.activation, &slope, &mut cur);
@@ -423,7 +447,7 @@ impl Loop<'_> {
                     outer.push(&cur, &before);
                     std::mem::swap(&mut next, &mut cur);
                 }
-                self.product.apply(&mut out, &next, nb, false, 1.0, self.parallel);
+                self.product.apply(&mut lhs, &mut out, &next, nb, false, 1.0, self.parallel);
             }
         }
         // SAFETY: as above; `grad_init` is `[B, H]`, one "step".
@@ -484,12 +508,13 @@ impl<'a> OuterProducts<'a> {
 }
 
 /// What the backward pass reads, in the sequences' layout: the initial state, the rates
-/// `h_1..h_T` the forward produced, and the gradient of the loss with respect to the states
-/// (`x` for leaky, in total, the path through `h = phi(x)` included; `h` for Elman).
+/// `h_1..h_T` the forward produced, and the gradient of the loss with respect to them and, for
+/// leaky dynamics when the loss reads them, to the states `x_1..x_T`.
 pub(super) struct Backward<'a> {
     pub(super) init: &'a [f32],
     pub(super) rates: &'a [f32],
-    pub(super) grad: &'a [f32],
+    pub(super) grad_h: &'a [f32],
+    pub(super) grad_x: Option<&'a [f32]>,
 }
 
 /// Gradients `(w [H, H], drive (the sequences' layout), init [B, H])`.
@@ -552,10 +577,11 @@ mod tests {
                 *v *= 0.4;
             }
         }
-        let (drive, init, grad) = (
+        let (drive, init, grad, grad_x) = (
             values(steps * batch * hidden, 2),
             values(batch * hidden, 3),
             values(steps * batch * hidden, 4),
+            values(steps * batch * hidden, 5),
         );
         for batch_first in [false, true] {
             for update in [Update::Leaky { alpha: 0.25 }, Update::Elman] {
@@ -568,7 +594,8 @@ mod tests {
                             forward(update, Activation::Tanh, &matrix, &drive, &init, d, threads);
                         let rates =
                             if out.rates.is_empty() { &out.states } else { &out.rates }.clone();
-                        let args = Backward { init: &init, rates: &rates, grad: &grad };
+                        let grad_x = matches!(update, Update::Leaky { .. }).then_some(&grad_x[..]);
+                        let args = Backward { init: &init, rates: &rates, grad_h: &grad, grad_x };
                         let grads = backward(update, Activation::Tanh, &matrix, &args, d, threads);
                         (out.states, rates, grads)
                     };

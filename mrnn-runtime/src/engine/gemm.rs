@@ -137,6 +137,13 @@ impl Packed {
         Packed { k, n, layout }
     }
 
+    fn kernel(&self) -> Kernel {
+        match self.layout {
+            Layout::Panels(_) => Kernel::Avx512,
+            Layout::RowMajor(_) => Kernel::Portable,
+        }
+    }
+
     pub(super) fn rows(&self) -> usize {
         self.k
     }
@@ -198,9 +205,81 @@ fn matmul_on(
     scale: f32,
     threads: usize,
 ) {
-    let (n, k) = (rhs.n, rhs.k);
+    let mut packed = PackedLhs::default();
+    packed.pack_with(lhs, m, rhs.k, rhs.kernel());
+    matmul_packed_on(dst, ld, accumulate, &packed, 0, rhs, scale, threads);
+}
+
+/// A left operand `[m x k]` laid out for [`matmul_packed`]: by row blocks (see [`row_blocks`];
+/// the microkernel broadcasts from one pointer that advances by a block's height per column)
+/// or row-major (for the `gemm` crate). Packed once, it serves every product by a part of the
+/// right-hand matrix (the blocks of a block-sparse `W`); repacked, it reuses its buffer.
+#[derive(Debug, Default)]
+pub(super) struct PackedLhs {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+    row_blocks: bool,
+}
+
+impl PackedLhs {
+    /// Packs the `m x k` matrix `src`.
+    pub(super) fn pack(&mut self, src: Operand<'_>, m: usize, k: usize) {
+        self.pack_with(src, m, k, Kernel::detect());
+    }
+
+    fn pack_with(&mut self, src: Operand<'_>, m: usize, k: usize, kernel: Kernel) {
+        assert!(src.fits(m, k), "packed operand out of bounds");
+        (self.m, self.k, self.row_blocks) = (m, k, kernel == Kernel::Avx512);
+        // Every element is written below: resize (and zero) only when the shape changes.
+        if self.data.len() != m * k {
+            self.data.clear();
+            self.data.resize(m * k, 0.0);
+        }
+        if self.row_blocks {
+            pack_row_blocks(src, m, k, &mut self.data);
+        } else {
+            for (i, row) in self.data.chunks_exact_mut(k.max(1)).take(m).enumerate() {
+                for (p, v) in row.iter_mut().enumerate() {
+                    *v = src.at(i, p);
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m x n, row stride ld) = [dst +] scale * lhs[:, k0..k0 + k] * rhs (k x n)`, with `m`
+/// the rows of `lhs` and `k x n` the shape of `rhs`; `parallel` as for [`matmul`].
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+pub(super) fn matmul_packed(
+    dst: &mut [f32],
+    ld: usize,
+    accumulate: bool,
+    lhs: &PackedLhs,
+    k0: usize,
+    rhs: &Packed,
+    scale: f32,
+    parallel: bool,
+) {
+    let threads = if parallel { rayon_threads() } else { 1 };
+    matmul_packed_on(dst, ld, accumulate, lhs, k0, rhs, scale, threads);
+}
+
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+fn matmul_packed_on(
+    dst: &mut [f32],
+    ld: usize,
+    accumulate: bool,
+    lhs: &PackedLhs,
+    k0: usize,
+    rhs: &Packed,
+    scale: f32,
+    threads: usize,
+) {
+    let (m, n, k) = (lhs.m, rhs.n, rhs.k);
     let dst_fits = m == 0 || n == 0 || (m - 1) * ld + n <= dst.len();
-    assert!(dst_fits && lhs.fits(m, k), "matmul operands out of bounds");
+    assert!(dst_fits && k0 + k <= lhs.k, "matmul operands out of bounds");
+    assert_eq!(lhs.row_blocks, rhs.kernel() == Kernel::Avx512, "operands packed for two kernels");
     if m == 0 || n == 0 {
         return;
     }
@@ -212,19 +291,10 @@ fn matmul_on(
         }
         return;
     }
-    // The microkernel broadcasts the left operand from one pointer that advances by a row
-    // block's height per column: it is packed so once here, then shared by every panel and
-    // thread (also, strided rows would alias in L1).
-    let packed_lhs;
-    let lhs = if matches!(rhs.layout, Layout::Panels(_)) {
-        packed_lhs = pack_row_blocks(lhs, m, k);
-        Operand::new(&packed_lhs, 0, 0)
-    } else {
-        lhs
-    };
     let panels = n.div_ceil(NR);
     let threads = threads.min(panels);
     let base = SendPtr(dst.as_mut_ptr());
+    let part = LhsPart { lhs, k0 };
     // SAFETY (both calls below): bounds checked above; `dst` is borrowed mutably, so no operand
     // aliases it, and each task writes only its own columns.
     if threads > 1 && m * n * k >= PARALLEL_MIN {
@@ -233,13 +303,20 @@ fn matmul_on(
             for c0 in (0..n).step_by(per_task) {
                 let cols = c0..n.min(c0 + per_task);
                 scope.spawn(move |_| unsafe {
-                    columns(base, ld, m, cols, accumulate, lhs, rhs, scale);
+                    columns(base, ld, cols, accumulate, part, rhs, scale);
                 });
             }
         });
     } else {
-        unsafe { columns(base, ld, m, 0..n, accumulate, lhs, rhs, scale) };
+        unsafe { columns(base, ld, 0..n, accumulate, part, rhs, scale) };
     }
+}
+
+/// Columns `k0..` of a packed left operand.
+#[derive(Clone, Copy)]
+struct LhsPart<'a> {
+    lhs: &'a PackedLhs,
+    k0: usize,
 }
 
 /// The heights of the row blocks of an `m`-row left operand: near-equal (32 rows: 11 + 11 + 10,
@@ -257,8 +334,7 @@ fn row_blocks(m: usize) -> impl Iterator<Item = (usize, usize)> {
 
 /// `lhs` (`m x k`) as [`row_blocks`], each `k` columns of its `mr` rows: element `(i0 + r, p)`
 /// of the block starting at row `i0` lies at `i0 * k + p * mr + r`.
-fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize) -> Vec<f32> {
-    let mut out = vec![0f32; m * k];
+fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize, out: &mut [f32]) {
     for (i0, mr) in row_blocks(m) {
         let block = &mut out[i0 * k..(i0 + mr) * k];
         if lhs.cs == 1 {
@@ -283,7 +359,6 @@ fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize) -> Vec<f32> {
             }
         }
     }
-    out
 }
 
 /// Columns `cols` of the product (`cols.start` a multiple of [`NR`]).
@@ -291,30 +366,31 @@ fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize) -> Vec<f32> {
 /// # Safety
 /// `dst` must be valid for writes of the whole `m x n` result with row stride `ld`, and no
 /// other thread may touch its columns `cols`.
-#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
 unsafe fn columns(
     dst: SendPtr,
     ld: usize,
-    m: usize,
     cols: std::ops::Range<usize>,
     accumulate: bool,
-    lhs: Operand<'_>,
+    lhs: LhsPart<'_>,
     rhs: &Packed,
     scale: f32,
 ) {
+    let m = lhs.lhs.m;
     match &rhs.layout {
         #[cfg(target_arch = "x86_64")]
         Layout::Panels(panels) => {
-            // SAFETY: `Panels` exist only where AVX-512 was detected; the caller guarantees the
-            // bounds of `dst`, `matmul` those of `lhs`, whose rows are contiguous there.
-            unsafe { avx512::columns(dst.0, ld, m, cols, accumulate, lhs, rhs, panels, scale) };
+            // SAFETY: `Panels` exist only where AVX-512 was detected, and the left operand is
+            // packed by row blocks to match (checked by `matmul_packed_on`); the caller
+            // guarantees the bounds of `dst`.
+            unsafe { avx512::columns(dst.0, ld, cols, accumulate, lhs, rhs, panels, scale) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         Layout::Panels(_) => unreachable!("panels are packed only on x86_64"),
         Layout::RowMajor(data) => {
             let (n, k) = (cols.len(), rhs.k);
+            let a = &lhs.lhs.data[lhs.k0..];
             // SAFETY: the caller guarantees the bounds of `dst`; `data` is `k x rhs.n` row-major
-            // and `lhs` holds `m x k` (checked by `matmul`).
+            // and `a` holds `m` rows of stride `lhs.k` from column k0 (checked by the caller).
             unsafe {
                 gemm::gemm(
                     m,
@@ -324,9 +400,9 @@ unsafe fn columns(
                     1,
                     ld.cast_signed(),
                     accumulate,
-                    lhs.data.as_ptr(),
-                    lhs.cs.cast_signed(),
-                    lhs.rs.cast_signed(),
+                    a.as_ptr(),
+                    1,
+                    lhs.lhs.k.cast_signed(),
                     data.as_ptr().add(cols.start),
                     1,
                     rhs.n.cast_signed(),
@@ -352,28 +428,28 @@ mod avx512 {
         _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{KC, MR_MAX, NR, Operand, Packed, row_blocks};
+    use super::{KC, LhsPart, MR_MAX, NR, Packed, row_blocks};
 
-    /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by
-    /// [`super::pack_row_blocks`].
+    /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks.
     ///
     /// # Safety
     /// AVX-512F must be available; `dst` valid for the `m x rhs.n` result with row stride
-    /// `ld`; `lhs` holds `m x rhs.k` packed by row blocks; `panels` is `rhs`'s packing.
+    /// `ld`; `lhs` packed by row blocks with columns `k0..k0 + rhs.k`; `panels` is `rhs`'s
+    /// packing.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
     pub(super) unsafe fn columns(
         dst: *mut f32,
         ld: usize,
-        m: usize,
         cols: std::ops::Range<usize>,
         accumulate: bool,
-        lhs: Operand<'_>,
+        lhs: LhsPart<'_>,
         rhs: &Packed,
         panels: &[f32],
         scale: f32,
     ) {
         let (n, k) = (rhs.n, rhs.k);
+        let (m, lhs_k, k0) = (lhs.lhs.m, lhs.lhs.k, lhs.k0);
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let add = accumulate || p0 > 0;
@@ -382,11 +458,11 @@ mod avx512 {
                 // SAFETY: panel `q` holds `k` rows of NR floats; the rows p0..p0 + kc exist.
                 let b = unsafe { panels.as_ptr().add((q * k + p0) * NR) };
                 for (i0, mr) in row_blocks(m) {
-                    // SAFETY: the block of rows i0..i0 + mr holds `k` columns of `mr` floats
-                    // from `i0 * k` on; rows i0..i0 + mr, columns q * NR..q * NR + width of
-                    // `dst` exist.
+                    // SAFETY: the block of rows i0..i0 + mr holds `lhs_k` columns of `mr` floats
+                    // from `i0 * lhs_k` on, and k0 + p0 + kc <= lhs_k; rows i0..i0 + mr,
+                    // columns q * NR..q * NR + width of `dst` exist.
                     unsafe {
-                        let a = lhs.data.as_ptr().add(i0 * k + p0 * mr);
+                        let a = lhs.lhs.data.as_ptr().add(i0 * lhs_k + (k0 + p0) * mr);
                         let c = dst.add(i0 * ld + q * NR);
                         let tile = Tile { kc, a, a_step: mr, b, c, ld, width, add, scale };
                         tile.run(mr);
@@ -526,6 +602,32 @@ mod tests {
                 (x as f32 / u32::MAX as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// A product by a slice of a packed left operand's columns (as the blocks of a block-sparse
+    /// matrix use it) equals the triple loop over those columns.
+    #[test]
+    fn products_by_column_slices_of_a_packed_operand() {
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        let (m, n, k, wide, k0) = (13, 40, 30, 50, 7);
+        let a = values(m * wide, 5);
+        let b = values(k * n, 6);
+        for kernel in kernels {
+            let mut lhs = PackedLhs::default();
+            lhs.pack_with(Operand::new(&a, wide, 1), m, wide, kernel);
+            let rhs = Packed::with_kernel(Operand::new(&b, n, 1), k, n, kernel);
+            let mut dst = vec![0f32; m * n];
+            matmul_packed_on(&mut dst, n, false, &lhs, k0, &rhs, 1.0, 1);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f32 = (0..k).map(|p| a[i * wide + k0 + p] * b[p * n + j]).sum();
+                    assert!((dst[i * n + j] - dot).abs() < 1e-4, "{kernel:?} ({i}, {j})");
+                }
+            }
+        }
     }
 
     /// Every kernel, on shapes that cross the row-block, panel and depth edges, with row-major

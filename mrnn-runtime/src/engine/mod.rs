@@ -31,7 +31,6 @@ use mrnn_ir::{Activation, Dynamics};
 
 use crate::Result;
 use crate::activation;
-use fast_math::mul_slope;
 pub use projection::{add_bias, project};
 
 /// One connected block of the recurrent matrix: destination rows, source columns.
@@ -114,32 +113,20 @@ impl Recurrence {
     }
 
     fn run_in_layout(&self, w: &Tensor, drive: &Tensor, init: &Tensor) -> Result<Sequences> {
-        let leaky = matches!(self.update, Update::Leaky { .. });
-        let (states, rates) = if self.host_kernel(w) {
-            // The loop runs inside the op's CPU forward, on the tensors' own buffers.
-            let (w, drive, init) = (w.contiguous()?, drive.contiguous()?, init.contiguous()?);
-            let rates = std::sync::Arc::new(std::sync::OnceLock::new());
+        if self.host_kernel(w) {
+            return self.run_on_host(w, drive, init);
+        }
+        let Computed { states, rates } =
+            self.forward_tensors(&w.detach(), &drive.detach(), &init.detach())?;
+        let states = if w.track_op() || drive.track_op() || init.track_op() {
             let op = RecurrenceOp {
                 recurrence: self.clone(),
-                precomputed: None,
-                rates: std::sync::Arc::clone(&rates),
+                precomputed: Some(states),
+                host: HostRun::default(),
             };
-            let states = w.apply_op3_arc(&drive, &init, std::sync::Arc::new(Box::new(op)))?;
-            (states, leaky.then_some(Rates::Host(rates)))
+            w.apply_op3_arc(drive, init, std::sync::Arc::new(Box::new(op)))?
         } else {
-            let Computed { states, rates } =
-                self.forward_tensors(&w.detach(), &drive.detach(), &init.detach())?;
-            let states = if w.track_op() || drive.track_op() || init.track_op() {
-                let op = RecurrenceOp {
-                    recurrence: self.clone(),
-                    precomputed: Some(states),
-                    rates: std::sync::Arc::default(),
-                };
-                w.apply_op3_arc(drive, init, std::sync::Arc::new(Box::new(op)))?
-            } else {
-                states
-            };
-            (states, rates.map(Rates::Tensor))
+            states
         };
         Ok(match rates {
             // Leaky: h = phi(x) is a second op whose output is already computed; candle's chain
@@ -149,15 +136,37 @@ impl Recurrence {
                     states.apply_op1_arc(std::sync::Arc::new(Box::new(ActivationOp {
                         activation: self.activation,
                         rates,
-                        tensor_ops: self.tensor_ops,
                     })))?
                 } else {
-                    rates.to_tensor(states.shape())?
+                    rates
                 };
                 Sequences { x: Some(states), h }
             }
             None => Sequences { x: None, h: states },
         })
+    }
+
+    /// The run on the host: the loop runs inside the op's CPU forward, on the tensors' own
+    /// buffers, and the op's output is the rates `h` (what a loss almost always reads). For leaky
+    /// dynamics `x` comes out of a second op, [`StatesOp`], whose backward hands `dL/dx` to the
+    /// recurrence's: no `h = phi(x)` op, no copy of the rates, and the `phi'` of the backward is
+    /// fused into the reverse loop.
+    fn run_on_host(&self, w: &Tensor, drive: &Tensor, init: &Tensor) -> Result<Sequences> {
+        let (w, drive, init) = (w.contiguous()?, drive.contiguous()?, init.contiguous()?);
+        let host = HostRun::default();
+        let op = RecurrenceOp { recurrence: self.clone(), precomputed: None, host: host.clone() };
+        let h = w.apply_op3_arc(&drive, &init, std::sync::Arc::new(Box::new(op)))?;
+        let x = match self.update {
+            Update::Elman => None,
+            Update::Leaky { .. } if h.track_op() => {
+                Some(h.apply_op1_arc(std::sync::Arc::new(Box::new(StatesOp { host })))?)
+            }
+            Update::Leaky { .. } => {
+                let states = host.take_states()?;
+                Some(Tensor::from_vec(states, h.shape(), &Device::Cpu)?)
+            }
+        };
+        Ok(Sequences { x, h })
     }
 
     /// The forward loop with tensor ops (devices other than the CPU), on tensors that carry no
@@ -203,61 +212,63 @@ impl Recurrence {
         }
     }
 
-    /// The forward loop on the host, inside the op's CPU forward: returns the states and keeps
-    /// the rates (leaky dynamics) for [`ActivationOp`] and the backward.
+    /// The forward loop on the host, inside the op's CPU forward: returns the rates `h` (the
+    /// op's output) and keeps the states `x` of a leaky run in `host` for [`StatesOp`].
     fn forward_host(
         &self,
         (w, drive, init): (&[f32], &[f32], &[f32]),
         shape: &Shape,
-        rates: &std::sync::OnceLock<Vec<f32>>,
+        host: &HostRun,
     ) -> Result<Vec<f32>> {
         let dims = self.dims(shape)?;
         let matrix = cpu::Matrix { w, blocks: self.blocks.as_deref(), hidden: dims.hidden };
         let out =
             cpu::forward(self.update, self.activation, &matrix, drive, init, dims, dims.threads());
-        if let Update::Leaky { .. } = self.update {
-            rates.set(out.rates).map_err(|_| {
-                crate::Error::Invalid("a recurrence op ran its forward twice".to_owned())
-            })?;
-        }
-        Ok(out.states)
+        Ok(match self.update {
+            Update::Leaky { .. } => {
+                *lock(&host.states) = Some(out.states);
+                out.rates
+            }
+            Update::Elman => out.states,
+        })
     }
 
     /// The reverse recurrence: gradients with respect to `w`, `drive` and `init` given the
-    /// gradient `grad` of the loss with respect to the states (`x` in total for leaky dynamics,
-    /// `h` for Elman). `rates` are the host forward's rates of a leaky run, when it ran on the
-    /// host.
+    /// gradient `grad` of the loss with respect to the op's output: after a host run the rates
+    /// `h` (see [`Ran::Host`]), after a tensor-op run the states (`x` in total for leaky
+    /// dynamics, `h` for Elman).
     fn backward(
         &self,
         w: &Tensor,
         init: &Tensor,
-        states: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
-        rates: Option<&[f32]>,
+        ran: Ran,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let dims = self.dims(states.shape())?;
+        let dims = self.dims(output.shape())?;
         let (steps, batch, hidden) = (dims.steps, dims.batch, dims.hidden);
-        let leaky = matches!(self.update, Update::Leaky { .. });
-        if self.host_kernel(w) && (rates.is_some() || !leaky) {
-            let grad = grad.contiguous()?;
+        if let Ran::Host { grad_x } = ran {
+            let (grad, grad_x) = (grad.contiguous()?, grad_x.map(|g| g.contiguous()).transpose()?);
             let (w_host, init_host) = (HostSlice::of(w)?, HostSlice::of(init)?);
-            let (states_host, grad_host) = (HostSlice::of(states)?, HostSlice::of(&grad)?);
+            let (rates, grad_host) = (HostSlice::of(output)?, HostSlice::of(&grad)?);
+            let grad_x_host = grad_x.as_ref().map(HostSlice::of).transpose()?;
             let matrix = cpu::Matrix { w: w_host.values(), blocks: self.blocks.as_deref(), hidden };
             let args = cpu::Backward {
                 init: init_host.values(),
-                // Elman: the rates are the states.
-                rates: rates.unwrap_or(states_host.values()),
-                grad: grad_host.values(),
+                rates: rates.values(),
+                grad_h: grad_host.values(),
+                grad_x: grad_x_host.as_ref().map(HostSlice::values),
             };
             let threads = dims.threads();
             let (gw, gd, gi) =
                 cpu::backward(self.update, self.activation, &matrix, &args, dims, threads);
             return Ok((
                 Tensor::from_vec(gw, (hidden, hidden), &Device::Cpu)?,
-                Tensor::from_vec(gd, states.shape(), &Device::Cpu)?,
+                Tensor::from_vec(gd, output.shape(), &Device::Cpu)?,
                 Tensor::from_vec(gi, (batch, hidden), &Device::Cpu)?,
             ));
         }
+        let states = output;
         // Other devices: time-major tensor ops; the drive's gradient goes back in its layout.
         let time_major = |t: &Tensor| -> Result<Tensor> {
             Ok(if self.batch_first { t.transpose(0, 1)?.contiguous()? } else { t.clone() })
@@ -416,32 +427,36 @@ struct Computed {
     rates: Option<Tensor>,
 }
 
-/// The rates `h = phi(x)` of a leaky run: computed by tensor ops, or kept by the host loop.
-#[derive(Clone)]
-enum Rates {
-    Tensor(Tensor),
-    Host(std::sync::Arc<std::sync::OnceLock<Vec<f32>>>),
+/// What a host run shares between its ops: the states `x` of a leaky run (computed by the
+/// recurrence op's forward, handed out by [`StatesOp`]'s) and `dL/dx` (set by [`StatesOp`]'s
+/// backward, read by the recurrence op's, which candle runs after it: `x` is computed from the
+/// op's output).
+#[derive(Clone, Default)]
+struct HostRun {
+    states: std::sync::Arc<std::sync::Mutex<Option<Vec<f32>>>>,
+    grad_x: std::sync::Arc<std::sync::Mutex<Option<Tensor>>>,
 }
 
-impl Rates {
-    fn host_values(&self) -> Option<&[f32]> {
-        match self {
-            Rates::Host(cell) => cell.get().map(Vec::as_slice),
-            Rates::Tensor(_) => None,
-        }
+impl HostRun {
+    fn take_states(&self) -> Result<Vec<f32>> {
+        lock(&self.states)
+            .take()
+            .ok_or_else(|| crate::Error::Invalid("the recurrence produced no states".to_owned()))
     }
+}
 
-    fn to_tensor(&self, shape: &Shape) -> Result<Tensor> {
-        match self {
-            Rates::Tensor(t) => Ok(t.clone()),
-            Rates::Host(_) => {
-                let values = self.host_values().ok_or_else(|| {
-                    crate::Error::Invalid("the recurrence produced no rates".to_owned())
-                })?;
-                Ok(Tensor::from_slice(values, shape, &Device::Cpu)?)
-            }
-        }
-    }
+/// How a run's forward went, for its backward.
+enum Ran {
+    /// On the host: the op's output is the rates; `grad_x` is `dL/dx` of a leaky run, when the
+    /// loss reads the states.
+    Host { grad_x: Option<Tensor> },
+    /// By tensor ops: the op's output is the states.
+    TensorOps,
+}
+
+/// A mutex's value, poisoned or not (what it holds is always consistent: one assignment).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Copies a precomputed tensor's storage: the "forward" of both custom ops below, which hand
@@ -473,14 +488,13 @@ fn cuda_of(s: &candle_core::Storage) -> Option<&candle_core::CudaStorage> {
 }
 
 /// The custom op that connects the recurrence to candle's autograd: `(W, drive, init) ->
-/// states`, with [`Recurrence::backward`] as its backward. On the CPU its forward runs the host
-/// loop; elsewhere it hands back states computed by tensor ops.
+/// rates` on the CPU, where its forward runs the host loop; elsewhere `-> states`, computed by
+/// tensor ops before the op was applied. [`Recurrence::backward`] is its backward.
 struct RecurrenceOp {
     recurrence: Recurrence,
     /// The states, when computed by tensor ops before the op was applied.
     precomputed: Option<Tensor>,
-    /// The rates of a leaky host run, set by its forward.
-    rates: std::sync::Arc<std::sync::OnceLock<Vec<f32>>>,
+    host: HostRun,
 }
 
 impl CustomOp3 for RecurrenceOp {
@@ -506,11 +520,11 @@ impl CustomOp3 for RecurrenceOp {
             cpu_values(init, init_layout)?,
         );
         let shape = drive_layout.shape();
-        let states = self
+        let rates = self
             .recurrence
-            .forward_host(args, shape, &self.rates)
+            .forward_host(args, shape, &self.host)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok((CpuStorage::F32(states), shape.clone()))
+        Ok((CpuStorage::F32(rates), shape.clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -534,29 +548,53 @@ impl CustomOp3 for RecurrenceOp {
         w: &Tensor,
         _drive: &Tensor,
         init: &Tensor,
-        states: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let ran = match self.precomputed {
+            None => Ran::Host { grad_x: lock(&self.host.grad_x).take() },
+            Some(_) => Ran::TensorOps,
+        };
         let (gw, gd, gi) = self
             .recurrence
-            .backward(
-                &w.detach(),
-                &init.detach(),
-                &states.detach(),
-                &grad.detach(),
-                self.rates.get().map(Vec::as_slice),
-            )
+            .backward(&w.detach(), &init.detach(), &output.detach(), &grad.detach(), ran)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Ok((Some(gw), Some(gd), Some(gi)))
     }
 }
 
-/// `h = phi(x)` with `h` already computed by the recurrence: backward `dL/dx = dL/dh * phi'`.
+/// The states `x` of a leaky host run, from its rates `h` (the recurrence op's output): the
+/// forward hands back the states the loop computed; the backward passes `dL/dx` to the
+/// recurrence op's backward through [`HostRun`] and gives `h` a zero gradient of its own (candle
+/// needs one on every node between the loss and the weights).
+struct StatesOp {
+    host: HostRun,
+}
+
+impl candle_core::CustomOp1 for StatesOp {
+    fn name(&self) -> &'static str {
+        "mrnn-states"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let states = self.host.take_states().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok((CpuStorage::F32(states), layout.shape().clone()))
+    }
+
+    fn bwd(&self, h: &Tensor, _x: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let mut slot = lock(&self.host.grad_x);
+        *slot = Some(match slot.take() {
+            Some(earlier) => (earlier + grad)?,
+            None => grad.detach(),
+        });
+        Ok(Some(h.zeros_like()?))
+    }
+}
+
+/// `h = phi(x)` with `h` already computed by tensor ops: backward `dL/dx = dL/dh * phi'`.
 struct ActivationOp {
     activation: Activation,
-    rates: Rates,
-    /// Use tensor ops on the CPU too (tests of the tensor-op path).
-    tensor_ops: bool,
+    rates: Tensor,
 }
 
 impl candle_core::CustomOp1 for ActivationOp {
@@ -564,16 +602,8 @@ impl candle_core::CustomOp1 for ActivationOp {
         "mrnn-rates"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        match &self.rates {
-            Rates::Tensor(t) => copy_storage(t, cpu_of),
-            Rates::Host(_) => {
-                let values = self.rates.host_values().ok_or_else(|| {
-                    candle_core::Error::Msg("the recurrence produced no rates".to_owned())
-                })?;
-                Ok((CpuStorage::F32(values.to_vec()), layout.shape().clone()))
-            }
-        }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        copy_storage(&self.rates, cpu_of)
     }
 
     #[cfg(feature = "cuda")]
@@ -582,10 +612,7 @@ impl candle_core::CustomOp1 for ActivationOp {
         _: &candle_core::CudaStorage,
         _: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        match &self.rates {
-            Rates::Tensor(t) => copy_storage(t, cuda_of),
-            Rates::Host(_) => Err(candle_core::Error::Msg("host rates on a CUDA run".to_owned())),
-        }
+        copy_storage(&self.rates, cuda_of)
     }
 
     fn bwd(
@@ -594,16 +621,6 @@ impl candle_core::CustomOp1 for ActivationOp {
         rates: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        if matches!(grad.device(), Device::Cpu) && grad.dtype() == DType::F32 && !self.tensor_ops {
-            // One fused pass on the host instead of three tensor ops.
-            let grad = grad.contiguous()?;
-            let slope = |e: crate::Error| candle_core::Error::Msg(e.to_string());
-            let (g, h) =
-                (HostSlice::of(&grad).map_err(slope)?, HostSlice::of(rates).map_err(slope)?);
-            let mut out = g.values().to_vec();
-            mul_slope(self.activation, h.values(), &mut out);
-            return Ok(Some(Tensor::from_vec(out, grad.shape(), &Device::Cpu)?));
-        }
         let slope = slope_of_output(self.activation, &rates.detach())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Ok(Some(grad.mul(&slope)?))
@@ -708,29 +725,41 @@ mod tests {
                         let what =
                             format!("{activation:?} {dynamics:?} tensor_ops={tensor_ops} T={t}");
                         assert!(max_diff(&ours.h, &hs) < 1e-5, "{what}: forward h");
-                        let loss = |x: Option<&Tensor>, h: &Tensor| {
-                            let lh = h.mul(&wh).unwrap().sum_all().unwrap();
-                            match x {
-                                Some(x) => (lh + x.mul(&wx).unwrap().sum_all().unwrap()).unwrap(),
-                                None => lh,
-                            }
-                        };
                         if let (Some(a), Some(b)) = (&ours.x, &x) {
                             assert!(max_diff(a, b) < 1e-5, "{what}: forward x");
                         }
-                        let g1 = loss(ours.x.as_ref(), &ours.h).backward().unwrap();
-                        let g2 = loss(x.as_ref(), &hs).backward().unwrap();
-                        for (name, var) in [("w", &w), ("drive", &d), ("init", &x0)] {
-                            let (a, b) = (
-                                g1.get(var.as_tensor()).unwrap(),
-                                g2.get(var.as_tensor()).unwrap(),
-                            );
-                            let scale = max_abs(b).max(1.0);
-                            assert!(
-                                max_diff(a, b) / scale < 1e-5,
-                                "{what}: gradient of {name} differs by {}",
-                                max_diff(a, b)
-                            );
+                        // A loss on the rates, on the states (leaky), and on both.
+                        let reads = if x.is_some() {
+                            &[(true, false), (false, true), (true, true)][..]
+                        } else {
+                            &[(true, false)][..]
+                        };
+                        for &(reads_h, reads_x) in reads {
+                            let loss = |x: Option<&Tensor>, h: &Tensor| {
+                                let mut terms = Vec::new();
+                                if reads_h {
+                                    terms.push(h.mul(&wh).unwrap().sum_all().unwrap());
+                                }
+                                if let (true, Some(x)) = (reads_x, x) {
+                                    terms.push(x.mul(&wx).unwrap().sum_all().unwrap());
+                                }
+                                Tensor::stack(&terms, 0).unwrap().sum_all().unwrap()
+                            };
+                            let g1 = loss(ours.x.as_ref(), &ours.h).backward().unwrap();
+                            let g2 = loss(x.as_ref(), &hs).backward().unwrap();
+                            for (name, var) in [("w", &w), ("drive", &d), ("init", &x0)] {
+                                let (a, b) = (
+                                    g1.get(var.as_tensor()).unwrap(),
+                                    g2.get(var.as_tensor()).unwrap(),
+                                );
+                                let scale = max_abs(b).max(1.0);
+                                assert!(
+                                    max_diff(a, b) / scale < 1e-5,
+                                    "{what} (loss on h: {reads_h}, on x: {reads_x}): gradient \
+                                     of {name} differs by {}",
+                                    max_diff(a, b)
+                                );
+                            }
                         }
                     }
                 }

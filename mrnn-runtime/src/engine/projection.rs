@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape
 
 #[cfg(feature = "cuda")]
 use super::cuda_of;
+use super::fast_math::add_row_products;
 use super::gemm::{Operand, Packed, matmul};
 use super::{HostSlice, copy_storage, cpu_of, cpu_values};
 use crate::{Error, Result};
@@ -31,6 +32,10 @@ pub fn project(u: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let (u, w, bias) = (u.contiguous()?, w.contiguous()?, bias.contiguous()?);
     Ok(u.apply_op3_arc(&w, &bias, std::sync::Arc::new(Box::new(Projection)))?)
 }
+
+/// Inputs fewer than this: the weight gradient is accumulated row by row (with the bias gradient,
+/// in the same pass); more: one GEMM, which would pad them to a 32-wide panel.
+const FEW_INPUTS: usize = 16;
 
 /// The custom op of [`project`] on the CPU.
 struct Projection;
@@ -86,27 +91,35 @@ impl CustomOp3 for Projection {
         } else {
             None
         };
-        let grad_w = if w.track_op() {
+        let (mut grad_w, mut grad_bias) = (None, None);
+        if w.track_op() && i < FEW_INPUTS {
+            let u = HostSlice::of(u).map_err(msg)?;
+            let (mut acc, mut sums) = (vec![0f32; i * h], vec![0f32; h]);
+            add_row_products(g, u.values(), &mut acc, &mut sums);
+            // acc is [I, H]; the gradient of W is [H, I].
+            let mut out = vec![0f32; h * i];
+            for (c, row) in acc.chunks_exact(h).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    out[j * i + c] = v;
+                }
+            }
+            grad_w = Some(Tensor::from_vec(out, (h, i), &Device::Cpu)?);
+            if bias.track_op() {
+                grad_bias = Some(Tensor::from_vec(sums, h, &Device::Cpu)?);
+            }
+        } else if w.track_op() {
             // grad^T u: [H, N] x [N, I].
             let u = HostSlice::of(u).map_err(msg)?;
             let rhs = Packed::new(Operand::new(u.values(), i, 1), n, i);
             let mut out = vec![0f32; h * i];
             matmul(&mut out, i, h, false, Operand::new(g, 1, h), &rhs, 1.0, true);
-            Some(Tensor::from_vec(out, (h, i), &Device::Cpu)?)
-        } else {
-            None
-        };
-        let grad_bias = if bias.track_op() {
-            let mut sums = vec![0f32; h];
-            for row in g.chunks_exact(h) {
-                for (s, &v) in sums.iter_mut().zip(row) {
-                    *s += v;
-                }
-            }
-            Some(Tensor::from_vec(sums, h, &Device::Cpu)?)
-        } else {
-            None
-        };
+            grad_w = Some(Tensor::from_vec(out, (h, i), &Device::Cpu)?);
+        }
+        if bias.track_op() && grad_bias.is_none() {
+            let (mut sums, mut none) = (vec![0f32; h], Vec::new());
+            add_row_products(g, &[], &mut none, &mut sums);
+            grad_bias = Some(Tensor::from_vec(sums, h, &Device::Cpu)?);
+        }
         Ok((grad_u, grad_w, grad_bias))
     }
 }
@@ -186,11 +199,17 @@ mod tests {
         a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
-    /// The projection and its three gradients equal candle's matmul and broadcast add; an
-    /// argument that carries no gradient gets none.
+    /// The projection and its three gradients equal candle's matmul and broadcast add, from few
+    /// inputs (row-by-row gradients) and from many (GEMM); an argument that carries no gradient
+    /// gets none.
     #[test]
     fn projection_matches_candle_ops() {
-        let (n, i, h) = (37, 5, 40);
+        for (n, i, h) in [(37, 5, 40), (37, 20, 40)] {
+            projection_matches_candle_ops_at(n, i, h);
+        }
+    }
+
+    fn projection_matches_candle_ops_at(n: usize, i: usize, h: usize) {
         let u = Var::from_tensor(&randn((n, i), 1)).unwrap();
         let w = Var::from_tensor(&randn((h, i), 2)).unwrap();
         let b = Var::from_tensor(&randn((1, h), 3).squeeze(0).unwrap()).unwrap();
@@ -207,13 +226,18 @@ mod tests {
         let g2 = reference.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
         for (name, v) in [("u", &u), ("w", &w), ("b", &b)] {
             let (a, r) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
-            assert!(max_diff(a, r) < 1e-4, "gradient of {name}");
+            assert!(max_diff(a, r) < 1e-4, "[{n}, {i}] x [{h}, {i}]: gradient of {name}");
         }
         let fixed = u.as_tensor().detach();
         let out = project(&fixed, w.as_tensor(), b.as_tensor()).unwrap();
         let grads = out.sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&fixed).is_none());
         assert!(grads.get(w.as_tensor()).is_some());
+        // The bias alone (fixed weights): its gradient is the column sums, n per unit here.
+        let out = project(&fixed, &w.as_tensor().detach(), b.as_tensor()).unwrap();
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        let ones = Tensor::full(n as f32, h, &Device::Cpu).unwrap();
+        assert!(max_diff(grads.get(b.as_tensor()).unwrap(), &ones) < 1e-4);
     }
 
     #[test]
