@@ -512,17 +512,16 @@ impl Network {
         let (t, b, i) = u.dims3()?;
         let h = self.hidden_size();
         let bias = self.bias()?;
-        let drive = if i > 0 {
+        let mut drive = if i > 0 {
             let u = match noise.and_then(|n| n.input.as_ref()) {
                 Some(e) => (u + e)?,
                 None => u.clone(),
             };
-            crate::engine::project(&u.reshape((t * b, i))?, &self.w_inp_eff()?, &bias)?
+            crate::engine::project(&u, &self.w_inp_eff()?, &bias)?
         } else {
-            let zeros = Tensor::zeros((t * b, h), DTYPE, &self.device)?;
+            let zeros = Tensor::zeros((t, b, h), DTYPE, &self.device)?;
             crate::engine::add_bias(&zeros, &bias)?
         };
-        let mut drive = drive.reshape((t, b, h))?;
         if let Some(n) = noise {
             drive = (drive + &n.hidden)?;
         }
@@ -688,7 +687,7 @@ fn factor(mask: &Tensor, sign: &Tensor, constrained: bool) -> Result<Tensor> {
 }
 
 fn effective(w: &Tensor, factor: &Tensor, constrained: bool) -> Result<Tensor> {
-    Ok(if constrained { (w.abs()? * factor)? } else { (w * factor)? })
+    crate::engine::effective_weights(w, factor, constrained)
 }
 
 /// A per-unit `[H]` vector of a region property.

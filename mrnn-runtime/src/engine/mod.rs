@@ -24,6 +24,7 @@ mod cpu;
 pub mod fast_math;
 mod gemm;
 mod projection;
+mod weights;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
@@ -32,6 +33,7 @@ use mrnn_ir::{Activation, Dynamics};
 use crate::Result;
 use crate::activation;
 pub use projection::{add_bias, project};
+pub use weights::effective_weights;
 
 /// One connected block of the recurrent matrix: destination rows, source columns.
 #[derive(Clone, Debug, PartialEq, Eq)]

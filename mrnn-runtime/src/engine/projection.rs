@@ -14,20 +14,27 @@ use super::gemm::{Operand, Packed, matmul};
 use super::{HostSlice, copy_storage, cpu_of, cpu_values};
 use crate::{Error, Result};
 
-/// `u W^T + b` for inputs `u` `[N, I]`, weights `W` `[H, I]` and a bias `b` `[H]`: `[N, H]`.
-/// Differentiable with respect to all three; gradients are computed for those that carry one.
+/// `u W^T + b` for inputs `u` `[.., I]`, weights `W` `[H, I]` and a bias `b` `[H]`: `[.., H]`
+/// (the leading dimensions of `u`, such as `[T, B]`, are kept: no reshape node whose backward
+/// would copy the gradient twice). Differentiable with respect to all three; gradients are
+/// computed for those that carry one.
 pub fn project(u: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let ((n, i), (h, wi), bh) = (u.dims2()?, w.dims2()?, bias.dims1()?);
-    if wi != i || bh != h {
+    let ((h, wi), bh) = (w.dims2()?, bias.dims1()?);
+    let i = u.dims().last().copied().unwrap_or(0);
+    if u.rank() < 2 || wi != i || bh != h {
         return Err(Error::Invalid(format!(
-            "input projection of [{n}, {i}] inputs by [{h}, {wi}] weights and a [{bh}] bias: \
-             expected weights [H, {i}] and a bias [H]"
+            "input projection of {:?} inputs by [{h}, {wi}] weights and a [{bh}] bias: \
+             expected inputs [.., I], weights [H, I] and a bias [H]",
+            u.dims()
         )));
     }
     let host =
         [u, w, bias].iter().all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32);
     if !host {
-        return add_bias(&u.matmul(&w.t()?)?, bias);
+        let mut out_dims = u.dims().to_vec();
+        *out_dims.last_mut().unwrap_or(&mut 0) = h;
+        let flat = u.reshape((u.elem_count() / i.max(1), i))?;
+        return add_bias(&flat.matmul(&w.t()?)?.reshape(out_dims)?, bias);
     }
     let (u, w, bias) = (u.contiguous()?, w.contiguous()?, bias.contiguous()?);
     Ok(u.apply_op3_arc(&w, &bias, std::sync::Arc::new(Box::new(Projection)))?)
@@ -54,10 +61,13 @@ impl CustomOp3 for Projection {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, i) = u_layout.shape().dims2()?;
         let (u, w, bias) =
             (cpu_values(u, u_layout)?, cpu_values(w, w_layout)?, cpu_values(bias, bias_layout)?);
         let h = bias.len();
+        let mut out_dims = u_layout.dims().to_vec();
+        let i = out_dims.last().copied().unwrap_or(0);
+        let n = u.len() / i.max(1);
+        *out_dims.last_mut().unwrap_or(&mut 0) = h;
         let mut out = Vec::with_capacity(n * h);
         for _ in 0..n {
             out.extend_from_slice(bias);
@@ -65,7 +75,7 @@ impl CustomOp3 for Projection {
         // W^T: element (p, j) is w[j * I + p].
         let w_t = Packed::new(Operand::new(w, 1, i), i, h);
         matmul(&mut out, h, n, true, Operand::new(u, i, 1), &w_t, 1.0, true);
-        Ok((CpuStorage::F32(out), Shape::from((n, h))))
+        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
     }
 
     fn bwd(
@@ -77,7 +87,8 @@ impl CustomOp3 for Projection {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let msg = |e: Error| candle_core::Error::Msg(e.to_string());
-        let ((n, i), h) = (u.dims2()?, w.dim(0)?);
+        let (h, i) = w.dims2()?;
+        let n = u.elem_count() / i.max(1);
         let grad = grad.contiguous()?;
         let g = HostSlice::of(&grad).map_err(msg)?;
         let g = g.values();
@@ -87,7 +98,7 @@ impl CustomOp3 for Projection {
             let rhs = Packed::new(Operand::new(w.values(), i, 1), h, i);
             let mut out = vec![0f32; n * i];
             matmul(&mut out, i, n, false, Operand::new(g, h, 1), &rhs, 1.0, true);
-            Some(Tensor::from_vec(out, (n, i), &Device::Cpu)?)
+            Some(Tensor::from_vec(out, u.shape(), &Device::Cpu)?)
         } else {
             None
         };
@@ -124,7 +135,7 @@ impl CustomOp3 for Projection {
     }
 }
 
-/// `x + b` for `x` `[N, H]` and a bias `b` `[H]`, with the bias gradient as one product
+/// `x + b` for `x` `[.., H]` and a bias `b` `[H]`, with the bias gradient as one product
 /// `ones [1, N] x grad [N, H]`: candle's backward of a broadcast add sums over the broadcast
 /// dimension instead, 10x slower at `N = T B = 3200`, `H = 256` (measured).
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -173,9 +184,10 @@ impl CustomOp2 for BiasAdd {
         _sum: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let rows = x.dim(0)?;
+        let h = x.dims().last().copied().unwrap_or(1).max(1);
+        let rows = x.elem_count() / h;
         let ones = Tensor::ones((1, rows), grad.dtype(), grad.device())?;
-        let grad_bias = ones.matmul(&grad.contiguous()?)?.squeeze(0)?;
+        let grad_bias = ones.matmul(&grad.contiguous()?.reshape((rows, h))?)?.squeeze(0)?;
         Ok((Some(grad.clone()), Some(grad_bias)))
     }
 }
@@ -240,12 +252,25 @@ mod tests {
         assert!(max_diff(grads.get(b.as_tensor()).unwrap(), &ones) < 1e-4);
     }
 
+    /// Leading dimensions pass through, forward and backward.
+    #[test]
+    fn sequences_keep_their_shape() {
+        let u = Var::from_tensor(&randn((12, 5), 7).reshape((4, 3, 5)).unwrap()).unwrap();
+        let (w, b) = (randn((6, 5), 8), randn((1, 6), 9).squeeze(0).unwrap());
+        let out = project(u.as_tensor(), &w, &b).unwrap();
+        assert_eq!(out.dims(), &[4, 3, 6]);
+        let flat = project(&u.as_tensor().reshape((12, 5)).unwrap(), &w, &b).unwrap();
+        assert!(max_diff(&out.reshape((12, 6)).unwrap(), &flat) < 1e-6);
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        assert_eq!(grads.get(u.as_tensor()).unwrap().dims(), &[4, 3, 5]);
+    }
+
     #[test]
     fn mismatched_shapes_are_refused() {
         let err =
             project(&randn((3, 4), 1), &randn((5, 3), 2), &randn((1, 5), 3).squeeze(0).unwrap())
                 .unwrap_err()
                 .to_string();
-        assert!(err.contains("expected weights [H, 4]"), "{err}");
+        assert!(err.contains("[3, 4] inputs by [5, 3] weights and a [5] bias"), "{err}");
     }
 }
