@@ -21,7 +21,8 @@ use std::ops::Range;
 use mrnn_ir::Activation;
 
 use super::fast_math::{apply, mul_slope};
-use super::gemm::{Operand, Packed, PackedLhs, matmul, matmul_packed, rayon_threads};
+use super::gemm::{Operand, Packed, PackedLhs, matmul, matmul_packed};
+use super::pool;
 use super::{Block, Update};
 
 /// Sizes of a run.
@@ -63,7 +64,7 @@ impl Dims {
         // Below this many multiply-adds per product sequence the whole run takes less than
         // waking a worker costs several times over.
         const SPLIT_MIN: usize = 1 << 20;
-        if self.len() * self.hidden < SPLIT_MIN { 1 } else { rayon_threads() }
+        if self.len() * self.hidden < SPLIT_MIN { 1 } else { pool::threads() }
     }
 
     /// Hands trials to `threads` threads: `work(trials, parallel)` for consecutive ranges
@@ -74,14 +75,14 @@ impl Dims {
         threads: usize,
         work: impl Fn(Range<usize>, bool) -> R + Sync,
     ) -> Vec<R> {
-        use rayon::iter::{IntoParallelIterator, ParallelIterator};
         let threads = threads.min(self.batch);
         if threads <= 1 {
             return vec![work(0..self.batch, true)];
         }
         let per = self.batch.div_ceil(threads);
-        let starts: Vec<usize> = (0..self.batch).step_by(per).collect();
-        starts.into_par_iter().map(|b0| work(b0..self.batch.min(b0 + per), false)).collect()
+        pool::run(self.batch.div_ceil(per), |task| {
+            work(task * per..self.batch.min((task + 1) * per), false)
+        })
     }
 }
 

@@ -10,8 +10,9 @@
 //! at `[32 x 1024] x [1024 x 1024]` it ran ~40 GFLOP/s per thread here. Elsewhere (AVX2, ARM)
 //! the products go through the `gemm` crate, on a contiguous row-major copy of the operand.
 //!
-//! Large products are split by column panels over the rayon pool; small ones stay on the calling
-//! thread, because waking a worker costs tens of microseconds on small VMs.
+//! Large products are split by column panels over the engine's threads (module `pool`); small
+//! ones stay on the calling thread, because waking a worker costs tens of microseconds on small
+//! VMs.
 
 /// A matrix operand: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +190,7 @@ pub(super) fn matmul(
     scale: f32,
     parallel: bool,
 ) {
-    let threads = if parallel { rayon_threads() } else { 1 };
+    let threads = if parallel { super::pool::threads() } else { 1 };
     matmul_on(dst, ld, m, accumulate, lhs, rhs, scale, threads);
 }
 
@@ -261,7 +262,7 @@ pub(super) fn matmul_packed(
     scale: f32,
     parallel: bool,
 ) {
-    let threads = if parallel { rayon_threads() } else { 1 };
+    let threads = if parallel { super::pool::threads() } else { 1 };
     matmul_packed_on(dst, ld, accumulate, lhs, k0, rhs, scale, threads);
 }
 
@@ -299,13 +300,9 @@ fn matmul_packed_on(
     // aliases it, and each task writes only its own columns.
     if threads > 1 && m * n * k >= PARALLEL_MIN {
         let per_task = panels.div_ceil(threads) * NR;
-        rayon::scope(|scope| {
-            for c0 in (0..n).step_by(per_task) {
-                let cols = c0..n.min(c0 + per_task);
-                scope.spawn(move |_| unsafe {
-                    columns(base, ld, cols, accumulate, part, rhs, scale);
-                });
-            }
+        super::pool::run(n.div_ceil(per_task), |task| {
+            let cols = task * per_task..n.min((task + 1) * per_task);
+            unsafe { columns(base, ld, cols, accumulate, part, rhs, scale) };
         });
     } else {
         unsafe { columns(base, ld, 0..n, accumulate, part, rhs, scale) };
@@ -578,14 +575,6 @@ struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint column blocks of one matrix to scoped tasks.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
-
-/// The threads products may use: rayon's pool size (set from `RAYON_NUM_THREADS`), read once.
-pub(super) fn rayon_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@
 mod cpu;
 pub mod fast_math;
 mod gemm;
+mod pool;
 mod projection;
 mod weights;
 
