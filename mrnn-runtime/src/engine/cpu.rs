@@ -182,16 +182,37 @@ impl Matrix<'_> {
                 matmul(grad, n, n, true, Operand::new(a, 1, n), &rhs, 1.0, false);
             }
             Some(blocks) => {
+                // Blocks share their regions: each region's rows of `a^T` and columns of `p` are
+                // packed once, not once per block.
+                let (mut lhs, mut rhs): (
+                    Vec<(Range<usize>, PackedLhs)>,
+                    Vec<(Range<usize>, Packed)>,
+                ) = (Vec::new(), Vec::new());
                 for b in blocks {
-                    let (r, c) = (b.rows.clone(), b.cols.clone());
-                    let rhs = Packed::from_rows(rows, c.len(), |row| &p(row)[c.start..]);
-                    matmul(
-                        &mut grad[r.start * n + c.start..],
+                    if !lhs.iter().any(|(r, _)| *r == b.rows) {
+                        let mut packed = PackedLhs::default();
+                        packed.pack(Operand::new(&a[b.rows.start..], 1, n), b.rows.len(), rows);
+                        lhs.push((b.rows.clone(), packed));
+                    }
+                    if !rhs.iter().any(|(c, _)| *c == b.cols) {
+                        let c = b.cols.clone();
+                        let packed = Packed::from_rows(rows, c.len(), |row| &p(row)[c.start..]);
+                        rhs.push((c, packed));
+                    }
+                }
+                for b in blocks {
+                    let lhs = lhs.iter().find(|(r, _)| *r == b.rows).map(|(_, l)| l);
+                    let rhs = rhs.iter().find(|(c, _)| *c == b.cols).map(|(_, r)| r);
+                    let (Some(lhs), Some(rhs)) = (lhs, rhs) else {
+                        unreachable!("every block's region was packed above")
+                    };
+                    matmul_packed(
+                        &mut grad[b.rows.start * n + b.cols.start..],
                         n,
-                        r.len(),
                         true,
-                        Operand::new(&a[r.start..], 1, n),
-                        &rhs,
+                        lhs,
+                        0,
+                        rhs,
                         1.0,
                         false,
                     );
