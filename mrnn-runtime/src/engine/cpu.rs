@@ -184,10 +184,8 @@ impl Matrix<'_> {
             Some(blocks) => {
                 // Blocks share their regions: each region's rows of `a^T` and columns of `p` are
                 // packed once, not once per block.
-                let (mut lhs, mut rhs): (
-                    Vec<(Range<usize>, PackedLhs)>,
-                    Vec<(Range<usize>, Packed)>,
-                ) = (Vec::new(), Vec::new());
+                let mut lhs: Vec<(Range<usize>, PackedLhs)> = Vec::new();
+                let mut rhs: Vec<(Range<usize>, Packed)> = Vec::new();
                 for b in blocks {
                     if !lhs.iter().any(|(r, _)| *r == b.rows) {
                         let mut packed = PackedLhs::default();
