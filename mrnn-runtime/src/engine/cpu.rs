@@ -21,7 +21,7 @@ use std::ops::Range;
 use mrnn_ir::Activation;
 
 use super::fast_math::{apply, mul_slope};
-use super::gemm::{Operand, Packed, PackedLhs, matmul, matmul_packed};
+use super::gemm::{Operand, Packed, PackedLhs, matmul_packed};
 use super::pool;
 use super::{Block, Update};
 
@@ -173,13 +173,22 @@ impl Matrix<'_> {
 
     /// `grad[i, j] += sum_r a[r, i] p[r, j]` over `rows` rows of the `[rows, H]` `a` and `p`, on
     /// the connected blocks only (the others stay zero: the mask zeroes them anyway).
-    fn add_outer(&self, grad: &mut [f32], a: &[f32], p: &[f32], rows: usize) {
+    /// `scratch` holds the packed `a^T` of a dense product (reused from call to call).
+    fn add_outer(
+        &self,
+        grad: &mut [f32],
+        a: &[f32],
+        p: &[f32],
+        rows: usize,
+        scratch: &mut PackedLhs,
+    ) {
         let n = self.hidden;
         let p = |r: usize| &p[r * n..];
         match self.blocks {
             None => {
                 let rhs = Packed::from_rows(rows, n, p);
-                matmul(grad, n, n, true, Operand::new(a, 1, n), &rhs, 1.0, false);
+                scratch.pack(Operand::new(a, 1, n), n, rows);
+                matmul_packed(grad, n, true, scratch, 0, &rhs, 1.0, false);
             }
             Some(blocks) => {
                 // Blocks share their regions: each region's rows of `a^T` and columns of `p` are
@@ -395,15 +404,9 @@ impl Loop<'_> {
         if let Update::Leaky { .. } = update {
             apply(self.activation, init, &mut h0);
         }
+        // dL/dW = sum_t adjoint_t^T h_{t-1}: the pair of step t + 1 joins at step t, when the
+        // rates h_t it needs are gathered anyway (for phi'); step 0's pairs with h_0 at the end.
         let mut outer = OuterProducts::new(w, nb);
-        let mut before = vec![0f32; nb * h];
-        let before_of = |t: usize, dst: &mut Vec<f32>| {
-            if t == 0 {
-                dst.copy_from_slice(&h0);
-            } else {
-                self.d.gather(b.rates, t - 1, b0, dst);
-            }
-        };
         match update {
             Update::Leaky { alpha } => {
                 let alpha = alpha as f32;
@@ -428,6 +431,7 @@ impl Loop<'_> {
                         for (a, &n) in cur.iter_mut().zip(&next) {
                             *a += (1.0 - alpha) * n;
                         }
+                        outer.push(&next, &slope);
                     }
                     if let Some(grad_x) = b.grad_x {
                         self.d.gather(grad_x, t, b0, &mut tmp);
@@ -441,10 +445,9 @@ impl Loop<'_> {
                     }
                     // SAFETY: the caller guarantees exclusive access to these rows.
                     unsafe { adjoint.scatter(&out, t, b0) };
-                    before_of(t, &mut before);
-                    outer.push(&out, &before);
                     std::mem::swap(&mut next, &mut cur);
                 }
+                outer.push(&next, &h0);
                 // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
                 self.product.apply(&mut lhs, &mut tmp, &next, nb, false, alpha, self.parallel);
                 mul_slope(self.activation, &h0, &mut tmp);
@@ -461,25 +464,32 @@ impl Loop<'_> {
                     }
                     self.d.gather(b.rates, t, b0, &mut slope);
                     mul_slope(self.activation, &slope, &mut cur);
+                    if t + 1 < self.d.steps {
+                        outer.push(&next, &slope);
+                    }
                     // SAFETY: as above.
                     unsafe { adjoint.scatter(&cur, t, b0) };
-                    before_of(t, &mut before);
-                    outer.push(&cur, &before);
                     std::mem::swap(&mut next, &mut cur);
                 }
+                outer.push(&next, &h0);
                 self.product.apply(&mut lhs, &mut out, &next, nb, false, 1.0, self.parallel);
             }
         }
         // SAFETY: as above; `grad_init` is `[B, H]`, one "step".
         unsafe { grad_init.scatter(&out, 0, b0) };
-        outer.finish()
+        // Leaky: the adjoints pushed are dL/dx; dL/dd_t = a dL/dx_{t+1}.
+        let scale = match update {
+            Update::Leaky { alpha } => Some(alpha as f32),
+            Update::Elman => None,
+        };
+        outer.finish(scale)
     }
 }
 
-/// `dL/dW = sum_t (dL/dd_t)^T h_{t-1}`, accumulated while the reverse loop runs: the rows of
-/// several steps are collected and multiplied in by one product of depth ~[`Self::DEPTH`], while
-/// they are still in cache (one product over all steps at the end would first copy both
-/// `[T B, H]` sequences into the packed layout, on one thread).
+/// `dL/dW = scale * sum_t adjoint_t^T h_{t-1}`, accumulated while the reverse loop runs: the
+/// rows of several steps are collected and multiplied in by one product of depth
+/// ~[`Self::DEPTH`], while they are still in cache (one product over all steps at the end would
+/// first copy both `[T B, H]` sequences into the packed layout, on one thread).
 struct OuterProducts<'a> {
     w: &'a Matrix<'a>,
     grad: Vec<f32>,
@@ -487,6 +497,7 @@ struct OuterProducts<'a> {
     before: Vec<f32>,
     /// Rows per product.
     rows: usize,
+    lhs: PackedLhs,
 }
 
 impl<'a> OuterProducts<'a> {
@@ -501,6 +512,7 @@ impl<'a> OuterProducts<'a> {
             adjoints: Vec::with_capacity(rows * h),
             before: Vec::with_capacity(rows * h),
             rows,
+            lhs: PackedLhs::default(),
         }
     }
 
@@ -515,14 +527,20 @@ impl<'a> OuterProducts<'a> {
     fn flush(&mut self) {
         let rows = self.adjoints.len() / self.w.hidden;
         if rows > 0 {
-            self.w.add_outer(&mut self.grad, &self.adjoints, &self.before, rows);
+            self.w.add_outer(&mut self.grad, &self.adjoints, &self.before, rows, &mut self.lhs);
         }
         self.adjoints.clear();
         self.before.clear();
     }
 
-    fn finish(mut self) -> Vec<f32> {
+    /// The gradient, times `scale` if any.
+    fn finish(mut self, scale: Option<f32>) -> Vec<f32> {
         self.flush();
+        if let Some(scale) = scale {
+            for g in &mut self.grad {
+                *g *= scale;
+            }
+        }
         self.grad
     }
 }

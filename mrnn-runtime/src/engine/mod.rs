@@ -2,7 +2,7 @@
 //!
 //! Everything that does not depend on the previous state (the input projection of every step,
 //! noise, stimulus, tonic bias) is folded by the caller into one `drive` tensor `[T, B, H]`
-//! computed with ordinary candle ops before the loop. What remains is
+//! computed before the loop ([`project`], [`add_bias`]). What remains is
 //!
 //! ```text
 //! leaky:  x_{t+1} = (1 - a) x_t + a (W phi(x_t) + d_t)      returns x_1..x_T and h_1..h_T
@@ -10,15 +10,18 @@
 //! ```
 //!
 //! run as a candle custom op: the forward loop runs without building an autograd graph, and the
-//! backward runs the reverse recurrence (one `[B, H] x [H, H]` product per step) and computes the
-//! weight gradient as one product over all steps. Gradients flow on into whatever produced `W`
-//! (masks, `|W|`, signs: Dale's chain rule, applied once per call) and `drive` (input weights,
-//! bias, stimulus), and into the initial state, through candle's autograd. candle's generic
-//! backward of the same loop allocates `[H, H]` gradients per step and pads every per-step slice
-//! to full size (O(T^2)); this does neither.
+//! backward runs the reverse recurrence (one `[B, H] x [H, H]` product per step) and accumulates
+//! the weight gradient in products of a few hundred rows as it goes. Gradients flow on into
+//! whatever produced `W` (masks, `|W|`, signs: Dale's chain rule, applied once per call by
+//! [`effective_weights`]) and `drive` (input weights, bias, stimulus), and into the initial
+//! state, through candle's autograd. candle's generic backward of the same loop allocates
+//! `[H, H]` gradients per step and pads every per-step slice to full size (O(T^2)); this does
+//! neither.
 //!
-//! On the CPU the loops run on host buffers (module `cpu`): one GEMM and fused elementwise work per
-//! step. On other devices they run as candle ops, the same arithmetic.
+//! On the CPU (modules `cpu`, `gemm`, `pool`) the loops run inside the op's forward, on the
+//! tensors' own buffers: one product per step by a matrix packed once per call (an AVX-512
+//! microkernel where the CPU has it), fused elementwise loops, trials split over the threads.
+//! On other devices they run as candle ops, the same arithmetic.
 
 mod cpu;
 pub mod fast_math;
