@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape
 use super::cuda_of;
 use super::fast_math::add_row_products;
 use super::gemm::{Operand, Packed, matmul};
+use super::pool;
 use super::{HostSlice, copy_storage, cpu_of, cpu_values};
 use crate::{Error, Result};
 
@@ -41,8 +42,37 @@ pub fn project(u: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
 }
 
 /// Inputs fewer than this: the weight gradient is accumulated row by row (with the bias gradient,
-/// in the same pass); more: one GEMM, which would pad them to a 32-wide panel.
-const FEW_INPUTS: usize = 16;
+/// in the same pass over the gradient); more: one GEMM, which first copies the gradient into its
+/// packed layout (CBGTCL, 25 inputs: fwd+bwd 44 ms with the GEMM, 38 ms by rows; medians of
+/// `mrnn bench`).
+const FEW_INPUTS: usize = 64;
+
+/// `(u^T g [I, H], column sums of g [H])` for `g` `[N, H]` and `u` `[N, I]` (`I` may be 0), the
+/// rows split over the engine's threads when there are many.
+fn row_products(g: &[f32], u: &[f32], (n, i, h): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    // Below this many multiply-adds one thread finishes before a second would wake.
+    const SPLIT_MIN: usize = 1 << 20;
+    let threads = if n * (i + 1) * h < SPLIT_MIN { 1 } else { pool::threads().min(n.max(1)) };
+    let per = n.div_ceil(threads.max(1)).max(1);
+    let parts = pool::run(n.div_ceil(per), |task| {
+        let rows = task * per..n.min((task + 1) * per);
+        let (mut acc, mut sums) = (vec![0f32; i * h], vec![0f32; h]);
+        add_row_products(
+            &g[rows.start * h..rows.end * h],
+            &u[rows.start * i..rows.end * i],
+            &mut acc,
+            &mut sums,
+        );
+        (acc, sums)
+    });
+    let mut parts = parts.into_iter();
+    let (mut acc, mut sums) = parts.next().unwrap_or_else(|| (vec![0f32; i * h], vec![0f32; h]));
+    for (a, s) in parts {
+        acc.iter_mut().zip(a).for_each(|(x, y)| *x += y);
+        sums.iter_mut().zip(s).for_each(|(x, y)| *x += y);
+    }
+    (acc, sums)
+}
 
 /// The custom op of [`project`] on the CPU.
 struct Projection;
@@ -105,8 +135,7 @@ impl CustomOp3 for Projection {
         let (mut grad_w, mut grad_bias) = (None, None);
         if w.track_op() && i < FEW_INPUTS {
             let u = HostSlice::of(u).map_err(msg)?;
-            let (mut acc, mut sums) = (vec![0f32; i * h], vec![0f32; h]);
-            add_row_products(g, u.values(), &mut acc, &mut sums);
+            let (acc, sums) = row_products(g, u.values(), (n, i, h));
             // acc is [I, H]; the gradient of W is [H, I].
             let mut out = vec![0f32; h * i];
             for (c, row) in acc.chunks_exact(h).enumerate() {
@@ -127,8 +156,7 @@ impl CustomOp3 for Projection {
             grad_w = Some(Tensor::from_vec(out, (h, i), &Device::Cpu)?);
         }
         if bias.track_op() && grad_bias.is_none() {
-            let (mut sums, mut none) = (vec![0f32; h], Vec::new());
-            add_row_products(g, &[], &mut none, &mut sums);
+            let (_, sums) = row_products(g, &[], (n, 0, h));
             grad_bias = Some(Tensor::from_vec(sums, h, &Device::Cpu)?);
         }
         Ok((grad_u, grad_w, grad_bias))
@@ -213,10 +241,10 @@ mod tests {
 
     /// The projection and its three gradients equal candle's matmul and broadcast add, from few
     /// inputs (row-by-row gradients) and from many (GEMM); an argument that carries no gradient
-    /// gets none.
+    /// gets none. (Row splits over threads: `split_rows_equal_one_pass`.)
     #[test]
     fn projection_matches_candle_ops() {
-        for (n, i, h) in [(37, 5, 40), (37, 20, 40)] {
+        for (n, i, h) in [(37, 5, 40), (37, 20, 40), (37, 70, 40)] {
             projection_matches_candle_ops_at(n, i, h);
         }
     }
@@ -250,6 +278,21 @@ mod tests {
         let grads = out.sum_all().unwrap().backward().unwrap();
         let ones = Tensor::full(n as f32, h, &Device::Cpu).unwrap();
         assert!(max_diff(grads.get(b.as_tensor()).unwrap(), &ones) < 1e-4);
+    }
+
+    /// The row-by-row gradients summed over row ranges equal one pass (the rows split over
+    /// threads when there are many: 3000 rows here).
+    #[test]
+    fn split_rows_equal_one_pass() {
+        let (n, i, h) = (3000, 7, 60);
+        let g: Vec<f32> = (0..n * h).map(|k| ((k * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let u: Vec<f32> = (0..n * i).map(|k| ((k * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        let (acc, sums) = row_products(&g, &u, (n, i, h));
+        let (mut one_acc, mut one_sums) = (vec![0f32; i * h], vec![0f32; h]);
+        add_row_products(&g, &u, &mut one_acc, &mut one_sums);
+        for (a, b) in acc.iter().zip(&one_acc).chain(sums.iter().zip(&one_sums)) {
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} != {b}");
+        }
     }
 
     /// Leading dimensions pass through, forward and backward.
