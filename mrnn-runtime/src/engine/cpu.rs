@@ -58,7 +58,7 @@ impl Dims {
         }
     }
 
-    /// The threads to split the trials of this run over: the rayon pool's, when the run is
+    /// The threads to split the trials of this run over: all the engine's threads, when the run is
     /// large enough to pay for waking it.
     pub(super) fn threads(self) -> usize {
         // Below this many multiply-adds per product sequence the whole run takes less than

@@ -177,8 +177,8 @@ impl Kernel {
 }
 
 /// `dst (m x n, row stride ld) = [dst +] scale * lhs (m x k) * rhs (k x n)`, with `k x n` the
-/// shape of `rhs`. `parallel`: large products may split over the rayon pool (callers already
-/// running on several threads pass `false`).
+/// shape of `rhs`. `parallel`: large products may split over the engine's threads (callers
+/// already running on several threads pass `false`).
 #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
 pub(super) fn matmul(
     dst: &mut [f32],
@@ -190,25 +190,9 @@ pub(super) fn matmul(
     scale: f32,
     parallel: bool,
 ) {
-    let threads = if parallel { super::pool::threads() } else { 1 };
-    matmul_on(dst, ld, m, accumulate, lhs, rhs, scale, threads);
-}
-
-/// [`matmul`] on up to `threads` threads.
-#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
-fn matmul_on(
-    dst: &mut [f32],
-    ld: usize,
-    m: usize,
-    accumulate: bool,
-    lhs: Operand<'_>,
-    rhs: &Packed,
-    scale: f32,
-    threads: usize,
-) {
     let mut packed = PackedLhs::default();
     packed.pack_with(lhs, m, rhs.k, rhs.kernel());
-    matmul_packed_on(dst, ld, accumulate, &packed, 0, rhs, scale, threads);
+    matmul_packed(dst, ld, accumulate, &packed, 0, rhs, scale, parallel);
 }
 
 /// A left operand `[m x k]` laid out for [`matmul_packed`]: by row blocks (see [`row_blocks`];
@@ -670,7 +654,9 @@ mod tests {
                         let rhs = Packed::with_kernel(b_op, k, n, kernel);
                         let mut dst = values(m * ld, 3);
                         let mut expected = dst.clone();
-                        matmul_on(&mut dst, ld, m, accumulate, lhs, &rhs, 0.5, 3);
+                        let mut packed = PackedLhs::default();
+                        packed.pack_with(lhs, m, k, kernel);
+                        matmul_packed_on(&mut dst, ld, accumulate, &packed, 0, &rhs, 0.5, 3);
                         for i in 0..m {
                             for j in 0..n {
                                 let dot: f32 = (0..k).map(|p| lhs.at(i, p) * b_op.at(p, j)).sum();
