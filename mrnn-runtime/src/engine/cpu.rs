@@ -410,8 +410,8 @@ impl Loop<'_> {
         match update {
             Update::Leaky { alpha } => {
                 let alpha = alpha as f32;
-                // a_t = dL/dx_{t+1} in total, from dL/dh_{t+1} (g_t) and dL/dx_{t+1} (e_t) directly:
-                // a_t = phi'(x_{t+1}) (g_t + a a_{t+1} W) + (1 - a) a_{t+1} + e_t
+                // a_t = dL/dx_{t+1} in total, from dL/dh_{t+1} (g_t) and dL/dx_{t+1} (e_t)
+                // directly: a_t = phi'(x_{t+1}) (g_t + a a_{t+1} W) + (1 - a) a_{t+1} + e_t
                 for t in (0..self.d.steps).rev() {
                     self.d.gather(b.grad_h, t, b0, &mut cur);
                     if t + 1 < self.d.steps {
