@@ -588,12 +588,7 @@ pub(super) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
-    }
+    use crate::engine::tests::values;
 
     /// Trials split over threads give the same sequences and gradients as one thread, in both
     /// layouts, dense and by blocks, leaky and Elman, with uneven splits (5 trials, 2 and 3

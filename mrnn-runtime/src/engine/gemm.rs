@@ -583,19 +583,7 @@ unsafe impl Sync for SendPtr {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        // A fixed pseudo-random sequence in [-1, 1).
-        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::engine::tests::values;
 
     /// A product by a slice of a packed left operand's columns (as the blocks of a block-sparse
     /// matrix use it) equals the triple loop over those columns.

@@ -641,8 +641,8 @@ mod tests {
 
     /// Normal draws from a fixed-seed stream: every run sees the same inputs, so a test cannot
     /// pass or fail by chance (a relu input drawn within rounding of 0 would flip its slope
-    /// between two correct summation orders).
-    fn randn(shape: impl Into<candle_core::Shape>, std: f32) -> Tensor {
+    /// between two correct summation orders). Shared by the engine's tests.
+    pub(super) fn randn(shape: impl Into<candle_core::Shape>, std: f32) -> Tensor {
         use rand::SeedableRng;
         use rand_distr::Distribution;
         thread_local! {
@@ -691,7 +691,14 @@ mod tests {
         }
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    /// Uniform draws in [-1, 1) from the stream `seed`, for the host kernels' tests.
+    pub(super) fn values(len: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         a.sub(b)
             .unwrap()
             .abs()
@@ -704,7 +711,7 @@ mod tests {
             .unwrap()
     }
 
-    fn max_abs(a: &Tensor) -> f32 {
+    pub(super) fn max_abs(a: &Tensor) -> f32 {
         a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 

@@ -225,19 +225,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-
-    fn randn(shape: (usize, usize), seed: u64) -> Tensor {
-        use rand::SeedableRng;
-        use rand_distr::Distribution;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let normal = rand_distr::Normal::new(0f32, 1.0).unwrap();
-        let values: Vec<f32> = (0..shape.0 * shape.1).map(|_| normal.sample(&mut rng)).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
+    use crate::engine::tests::{max_diff, randn};
 
     /// The projection and its three gradients equal candle's matmul and broadcast add, from few
     /// inputs (row-by-row gradients) and from many (GEMM); an argument that carries no gradient
@@ -250,10 +238,10 @@ mod tests {
     }
 
     fn projection_matches_candle_ops_at(n: usize, i: usize, h: usize) {
-        let u = Var::from_tensor(&randn((n, i), 1)).unwrap();
-        let w = Var::from_tensor(&randn((h, i), 2)).unwrap();
-        let b = Var::from_tensor(&randn((1, h), 3).squeeze(0).unwrap()).unwrap();
-        let weights = randn((n, h), 4);
+        let u = Var::from_tensor(&randn((n, i), 1.0)).unwrap();
+        let w = Var::from_tensor(&randn((h, i), 1.0)).unwrap();
+        let b = Var::from_tensor(&randn(h, 1.0)).unwrap();
+        let weights = randn((n, h), 1.0);
         let ours = project(u.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
         let reference = u
             .as_tensor()
@@ -298,8 +286,8 @@ mod tests {
     /// Leading dimensions pass through, forward and backward.
     #[test]
     fn sequences_keep_their_shape() {
-        let u = Var::from_tensor(&randn((12, 5), 7).reshape((4, 3, 5)).unwrap()).unwrap();
-        let (w, b) = (randn((6, 5), 8), randn((1, 6), 9).squeeze(0).unwrap());
+        let u = Var::from_tensor(&randn((4, 3, 5), 1.0)).unwrap();
+        let (w, b) = (randn((6, 5), 1.0), randn(6, 1.0));
         let out = project(u.as_tensor(), &w, &b).unwrap();
         assert_eq!(out.dims(), &[4, 3, 6]);
         let flat = project(&u.as_tensor().reshape((12, 5)).unwrap(), &w, &b).unwrap();
@@ -310,10 +298,9 @@ mod tests {
 
     #[test]
     fn mismatched_shapes_are_refused() {
-        let err =
-            project(&randn((3, 4), 1), &randn((5, 3), 2), &randn((1, 5), 3).squeeze(0).unwrap())
-                .unwrap_err()
-                .to_string();
+        let err = project(&randn((3, 4), 1.0), &randn((5, 3), 1.0), &randn(5, 1.0))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[3, 4] inputs by [5, 3] weights and a [5] bias"), "{err}");
     }
 }
