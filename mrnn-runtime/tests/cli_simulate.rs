@@ -1,38 +1,21 @@
 //! `mrnn simulate` as users run it: mRNNTorch's real flip-flop checkpoint through the binary
 //! reproduces the reference trajectory and readout; bad inputs exit 1 with a clear message.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
+use common::{assert_close, load};
 
+/// A reference file's path, as a command-line argument.
 fn reference(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference")
-        .join(name)
-        .display()
-        .to_string()
+    common::reference(name).display().to_string()
 }
 
 fn mrnn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mrnn")).args(args).output().expect("the mrnn binary runs")
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
@@ -55,16 +38,11 @@ fn simulate_reproduces_the_flip_flop_checkpoint() {
     ]);
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
-    let want = candle_core::safetensors::load(
-        reference("flip_flop_leaky_expected.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let want = load("flip_flop_leaky_expected.safetensors");
     for (ours, theirs) in [("h", "expected_h"), ("output", "expected_output")] {
         let (a, b) = (&got[ours], &want[theirs]);
         assert_eq!(a.dims(), b.dims(), "{ours}");
-        let tolerance = 1e-4 * max_abs(b).max(1.0);
-        assert!(max_abs_diff(a, b) <= tolerance, "{ours} differs by {}", max_abs_diff(a, b));
+        assert_close(ours, a, b);
     }
     assert!(got.contains_key("x"), "leaky dynamics also write x");
     let agree = got["output"].mul(&want["target"]).unwrap().gt(0f64).unwrap();
