@@ -30,17 +30,18 @@ pub fn tanh(x: f32) -> f32 {
     if tiny { x } else { p / q }
 }
 
-/// Which vector instructions the elementwise loops run with, detected once: the crate is compiled
-/// for the x86-64 baseline (SSE2, 4 lanes), and these loops are a fifth of a small network's
-/// forward pass (`phi` on every state, every step) when left there.
+/// Which vector instructions the host kernels run with, detected once: the crate is compiled
+/// for the x86-64 baseline (SSE2, 4 lanes), and the elementwise loops are a fifth of a small
+/// network's forward pass (`phi` on every state, every step) when left there. The GEMM picks
+/// its microkernel by it too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Simd {
+pub(super) enum Simd {
     Avx512,
     Avx2,
     Baseline,
 }
 
-fn simd() -> Simd {
+pub(super) fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         static SIMD: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();

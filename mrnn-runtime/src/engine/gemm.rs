@@ -165,14 +165,10 @@ enum Kernel {
 
 impl Kernel {
     fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            if *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
-                return Kernel::Avx512;
-            }
+        match super::fast_math::simd() {
+            super::fast_math::Simd::Avx512 => Kernel::Avx512,
+            _ => Kernel::Portable,
         }
-        Kernel::Portable
     }
 }
 
