@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod init;
 pub mod linalg;
+pub mod loss;
 pub mod masks;
 pub mod network;
 pub mod noise;

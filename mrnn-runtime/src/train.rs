@@ -198,12 +198,10 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Masked mean squared error: `sum(mask * (y - target)^2) / sum(mask)`.
+/// Masked mean squared error: `sum(mask * (y - target)^2) / sum(mask)`, the fused
+/// [`loss::masked_mse`](crate::loss::masked_mse).
 pub fn masked_mse(output: &Tensor, trials: &Trials) -> Result<Tensor> {
-    let diff = output.sub(&trials.target)?;
-    let weighted = diff.sqr()?.mul(&trials.mask)?.sum_all()?;
-    let count = trials.mask.sum_all()?;
-    Ok(weighted.div(&count.clamp(1e-12, f64::INFINITY)?)?)
+    crate::loss::masked_mse(output, &trials.target, &trials.mask)
 }
 
 /// A seed for stream `stream` at position `index` (`SplitMix64` finalizer: nearby inputs give
@@ -293,7 +291,7 @@ impl<T: Task> Trainer<T> {
         let task_loss = masked_mse(&output, &trials)?;
         let mut loss = task_loss.clone();
         if self.config.rate_l2 > 0.0 {
-            loss = (loss + (trajectory.h.sqr()?.mean_all()? * self.config.rate_l2)?)?;
+            loss = (loss + (crate::loss::mean_square(&trajectory.h)? * self.config.rate_l2)?)?;
         }
         if self.config.weight_l2 > 0.0 {
             loss = (loss

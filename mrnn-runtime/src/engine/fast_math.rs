@@ -133,33 +133,140 @@ fn add_row_products_loop(g: &[f32], u: &[f32], acc: &mut [f32], sums: &mut [f32]
     }
 }
 
+multiversioned! {
+    /// The leaky update before the recurrent product: `x = keep * prev + gain * drive`.
+    pub(super) fn blend(keep: f32, prev: &[f32], gain: f32, drive: &[f32], x: &mut [f32]) => blend_loop
+}
+
+/// The terms of one step of the reverse recurrence on a row (or rows) of adjoints `a`:
+/// `a = phi'(h) (g + [a]) + carry * [next] + [e]`, then `out = scale * a` (see
+/// [`adjoint_step`]).
+pub(super) struct AdjointTerms<'a> {
+    pub(super) activation: Activation,
+    /// dL/dh of the step.
+    pub(super) g: &'a [f32],
+    /// The rates `h = phi(z)` of the step (for `phi'`).
+    pub(super) h: &'a [f32],
+    /// `a` holds the product by the matrix (else it is overwritten).
+    pub(super) with_a: bool,
+    /// `(1 - alpha, a_{t+1})` for leaky dynamics after the last step.
+    pub(super) next: Option<(f32, &'a [f32])>,
+    /// dL/dx of the step, when the loss reads the states.
+    pub(super) e: Option<&'a [f32]>,
+    pub(super) scale: f32,
+}
+
+multiversioned! {
+    /// One step of the reverse recurrence, elementwise ([`AdjointTerms`]).
+    pub(super) fn adjoint_step(terms: &AdjointTerms<'_>, a: &mut [f32], out: &mut [f32]) => adjoint_step_loop
+}
+
+/// Lanes of the widest vectors: the loops below go over chunks of this many, and finish a
+/// shorter tail by redoing the last full chunk of the row. Rows of a few dozen units (the
+/// flip-flop network has 30) otherwise end in a scalar loop that costs as much as the vector
+/// part (and a tail padded through a stack buffer stalls on store forwarding).
+const LANES: usize = 16;
+
+/// `out[i] = f(x[i])`, chunk by chunk (see [`LANES`]; recomputing an element is harmless, as
+/// `x` and `out` are distinct).
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn map_lanes(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    if n < LANES {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = f(x);
+        }
+        return;
+    }
+    let (xs, _) = x.as_chunks::<LANES>();
+    let (outs, _) = out.as_chunks_mut::<LANES>();
+    for (o, x) in outs.iter_mut().zip(xs) {
+        for (o, &x) in o.iter_mut().zip(x) {
+            *o = f(x);
+        }
+    }
+    if !n.is_multiple_of(LANES) {
+        for (o, &x) in out[n - LANES..].iter_mut().zip(&x[n - LANES..]) {
+            *o = f(x);
+        }
+    }
+}
+
+/// `g[i] = f(h[i], g[i])`, chunk by chunk (see [`LANES`]): the last full chunk of `g` is read
+/// before anything is written, so that redoing it starts from the original values.
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn update_lanes(h: &[f32], g: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    let n = h.len().min(g.len());
+    let (h, g) = (&h[..n], &mut g[..n]);
+    if n < LANES {
+        for (g, &h) in g.iter_mut().zip(h) {
+            *g = f(h, *g);
+        }
+        return;
+    }
+    let mut last = [0f32; LANES];
+    last.copy_from_slice(&g[n - LANES..]);
+    let (hs, _) = h.as_chunks::<LANES>();
+    let (gs, _) = g.as_chunks_mut::<LANES>();
+    for (g, h) in gs.iter_mut().zip(hs) {
+        for (g, &h) in g.iter_mut().zip(h) {
+            *g = f(h, *g);
+        }
+    }
+    if !n.is_multiple_of(LANES) {
+        for ((g, &h), &l) in g[n - LANES..].iter_mut().zip(&h[n - LANES..]).zip(&last) {
+            *g = f(h, l);
+        }
+    }
+}
+
+/// `phi(x)`.
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn phi(activation: Activation, x: f32) -> f32 {
+    match activation {
+        Activation::Relu => x.max(0.0),
+        Activation::Tanh => tanh(x),
+        // sigmoid(x) = (1 + tanh(x / 2)) / 2: no overflow, and the fast tanh.
+        Activation::Sigmoid => 0.5 + 0.5 * tanh(0.5 * x),
+        // ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|): never overflows.
+        Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Activation::Linear => x,
+    }
+}
+
+/// `g * phi'(z)`, with `phi'` as a function of `h = phi(z)` (every activation here has one).
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn times_slope(activation: Activation, h: f32, g: f32) -> f32 {
+    match activation {
+        Activation::Relu => {
+            if h <= 0.0 {
+                0.0
+            } else {
+                g
+            }
+        }
+        Activation::Tanh => g * (1.0 - h * h),
+        Activation::Sigmoid => g * (h * (1.0 - h)),
+        // softplus'(z) = sigmoid(z) = 1 - e^{-softplus(z)}.
+        Activation::Softplus => g * -(-h).exp_m1(),
+        Activation::Linear => g,
+    }
+}
+
+// One loop per activation (the match outside): each vectorizes on its own.
 #[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
 #[inline(always)]
 fn apply_loop(activation: Activation, x: &[f32], h: &mut [f32]) {
-    let pairs = h.iter_mut().zip(x);
     match activation {
-        Activation::Relu => {
-            for (h, &x) in pairs {
-                *h = x.max(0.0);
-            }
-        }
-        Activation::Tanh => {
-            for (h, &x) in pairs {
-                *h = tanh(x);
-            }
-        }
-        // sigmoid(x) = (1 + tanh(x / 2)) / 2: no overflow, and the fast tanh.
-        Activation::Sigmoid => {
-            for (h, &x) in pairs {
-                *h = 0.5 + 0.5 * tanh(0.5 * x);
-            }
-        }
-        // ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|): never overflows.
-        Activation::Softplus => {
-            for (h, &x) in pairs {
-                *h = x.max(0.0) + (-x.abs()).exp().ln_1p();
-            }
-        }
+        Activation::Relu => map_lanes(x, h, |x| phi(Activation::Relu, x)),
+        Activation::Tanh => map_lanes(x, h, |x| phi(Activation::Tanh, x)),
+        Activation::Sigmoid => map_lanes(x, h, |x| phi(Activation::Sigmoid, x)),
+        Activation::Softplus => map_lanes(x, h, |x| phi(Activation::Softplus, x)),
         Activation::Linear => h.copy_from_slice(x),
     }
 }
@@ -167,33 +274,59 @@ fn apply_loop(activation: Activation, x: &[f32], h: &mut [f32]) {
 #[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
 #[inline(always)]
 fn mul_slope_loop(activation: Activation, h: &[f32], g: &mut [f32]) {
-    let pairs = g.iter_mut().zip(h);
     match activation {
-        Activation::Relu => {
-            for (g, &h) in pairs {
-                if h <= 0.0 {
-                    *g = 0.0;
-                }
-            }
-        }
-        Activation::Tanh => {
-            for (g, &h) in pairs {
-                *g *= 1.0 - h * h;
-            }
-        }
-        Activation::Sigmoid => {
-            for (g, &h) in pairs {
-                *g *= h * (1.0 - h);
-            }
-        }
-        // softplus'(z) = sigmoid(z) = 1 - e^{-softplus(z)}.
+        Activation::Relu => update_lanes(h, g, |h, g| times_slope(Activation::Relu, h, g)),
+        Activation::Tanh => update_lanes(h, g, |h, g| times_slope(Activation::Tanh, h, g)),
+        Activation::Sigmoid => update_lanes(h, g, |h, g| times_slope(Activation::Sigmoid, h, g)),
         Activation::Softplus => {
-            for (g, &h) in pairs {
-                *g *= -(-h).exp_m1();
-            }
+            update_lanes(h, g, |h, g| times_slope(Activation::Softplus, h, g));
         }
         Activation::Linear => {}
     }
+}
+
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn blend_loop(keep: f32, prev: &[f32], gain: f32, drive: &[f32], x: &mut [f32]) {
+    let n = x.len();
+    let (prev, drive) = (&prev[..n], &drive[..n]);
+    let one = |x: &mut [f32], prev: &[f32], drive: &[f32]| {
+        for ((x, &p), &d) in x.iter_mut().zip(prev).zip(drive) {
+            *x = keep * p + gain * d;
+        }
+    };
+    if n < LANES {
+        return one(x, prev, drive);
+    }
+    for (i, x) in x.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
+        let at = i * LANES..(i + 1) * LANES;
+        one(x, &prev[at.clone()], &drive[at]);
+    }
+    // The tail: the last full chunk again (`x` is neither input).
+    if !n.is_multiple_of(LANES) {
+        let at = n - LANES..n;
+        one(&mut x[at.clone()], &prev[at.clone()], &drive[at]);
+    }
+}
+
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn adjoint_step_loop(terms: &AdjointTerms<'_>, a: &mut [f32], out: &mut [f32]) {
+    let &AdjointTerms { activation, g, h, with_a, next, e, scale } = terms;
+    // Pass by pass, each over data in L1, each vectorized with its tail (see `LANES`).
+    if with_a {
+        update_lanes(g, a, |g, a| a + g);
+    } else {
+        map_lanes(g, a, |g| g);
+    }
+    mul_slope_loop(activation, h, a);
+    if let Some((carry, next)) = next {
+        update_lanes(next, a, |n, a| a + carry * n);
+    }
+    if let Some(e) = e {
+        update_lanes(e, a, |e, a| a + e);
+    }
+    map_lanes(a, out, |a| scale * a);
 }
 
 #[cfg(test)]
@@ -214,6 +347,54 @@ mod tests {
             mul_slope_loop(activation, &base, &mut gb);
             mul_slope(activation, &base, &mut gf);
             assert_eq!(gb, gf, "{activation:?} slope");
+        }
+    }
+
+    /// Rows of every length up to three chunks (the tails redo the last full chunk) give what
+    /// the elementwise definitions give, in every fused loop.
+    #[test]
+    fn rows_of_any_length_equal_elementwise_definitions() {
+        for n in 0..=3 * LANES + 1 {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let y: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).cos()).collect();
+            let z: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin()).collect();
+            for activation in Activation::ALL {
+                let mut h = vec![f32::NAN; n];
+                apply(activation, &x, &mut h);
+                let want: Vec<f32> = x.iter().map(|&x| phi(activation, x)).collect();
+                assert_eq!(h, want, "{activation:?} n={n}");
+                let mut g = y.clone();
+                mul_slope(activation, &h, &mut g);
+                let want: Vec<f32> =
+                    h.iter().zip(&y).map(|(&h, &g)| times_slope(activation, h, g)).collect();
+                assert_eq!(g, want, "{activation:?} slope n={n}");
+                for with_a in [false, true] {
+                    let terms = AdjointTerms {
+                        activation,
+                        g: &y,
+                        h: &h,
+                        with_a,
+                        next: Some((0.75, &z)),
+                        e: Some(&x),
+                        scale: 0.5,
+                    };
+                    let (mut a, mut out) = (z.clone(), vec![f32::NAN; n]);
+                    adjoint_step(&terms, &mut a, &mut out);
+                    let want: Vec<f32> = (0..n)
+                        .map(|i| {
+                            let base = if with_a { z[i] + y[i] } else { y[i] };
+                            times_slope(activation, h[i], base) + 0.75 * z[i] + x[i]
+                        })
+                        .collect();
+                    assert_eq!(a, want, "{activation:?} adjoint n={n} with_a={with_a}");
+                    let want: Vec<f32> = want.iter().map(|a| 0.5 * a).collect();
+                    assert_eq!(out, want, "{activation:?} out n={n} with_a={with_a}");
+                }
+            }
+            let mut b = vec![f32::NAN; n];
+            blend(0.9, &x, 0.1, &y, &mut b);
+            let want: Vec<f32> = x.iter().zip(&y).map(|(x, y)| 0.9 * x + 0.1 * y).collect();
+            assert_eq!(b, want, "blend n={n}");
         }
     }
 

@@ -4,8 +4,9 @@
 //! The recurrence multiplies by the same `W` (or `W^T`) T times. On CPUs with AVX-512 the right
 //! operand is packed once into panels of [`NR`] columns (row `p` of a panel is [`NR`] contiguous
 //! floats) and a register-blocked microkernel ([`MR_MAX`] rows x [`NR`] columns of
-//! accumulators; the left operand, packed by row blocks on each call, is broadcast from memory)
-//! runs over them. The `gemm`
+//! accumulators; the left operand is broadcast from memory) runs over them. The left operand is
+//! either packed by row blocks ([`PackedLhs`], for the weight gradient's transposed operand) or
+//! read in place ([`InPlace`], the rows of one step wherever they lie in a sequence). The `gemm`
 //! crate that candle uses has no stable AVX-512 kernel and repacks its operands on every call:
 //! at `[32 x 1024] x [1024 x 1024]` it ran ~40 GFLOP/s per thread here. Elsewhere (AVX2, ARM)
 //! the products go through the `gemm` crate, on a contiguous row-major copy of the operand.
@@ -261,39 +262,128 @@ fn matmul_packed_on(
     let dst_fits = m == 0 || n == 0 || (m - 1) * ld + n <= dst.len();
     assert!(dst_fits && k0 + k <= lhs.k, "matmul operands out of bounds");
     assert_eq!(lhs.row_blocks, rhs.kernel() == Kernel::Avx512, "operands packed for two kernels");
+    // SAFETY: bounds checked above; `dst` is borrowed mutably, so no operand aliases it.
+    unsafe {
+        product(dst.as_mut_ptr(), ld, accumulate, Lhs::Packed { lhs, k0 }, rhs, scale, threads);
+    }
+}
+
+/// A left operand `[m x k]` read where it lies, unpacked: row `i` is the `k` floats from
+/// `ptr + i * rs` (the rows of one step of a `[B, T, H]` sequence lie `T H` apart). Per-step
+/// products read their left operand once per panel, so packing it first (a strided copy of the
+/// whole operand, every step) costs more than the unit-stride broadcasts it saves; and the rows
+/// need not be gathered out of the sequence first. Raw parts, because the caller writes other
+/// rows of the same buffer meanwhile.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InPlace {
+    pub(super) ptr: *const f32,
+    pub(super) rs: usize,
+    pub(super) m: usize,
+    pub(super) k: usize,
+}
+
+/// `dst (m x n, row stride ld) = [dst +] scale * lhs (m x k) * rhs (k x n)`, with `lhs` read in
+/// place; `parallel` as for [`matmul`].
+///
+/// # Safety
+/// `lhs` must be valid for reads of its `m` rows of `k >= rhs.rows()` floats, `dst` valid for
+/// writes of `m` rows of `rhs.cols()` floats `ld` apart, and neither may be accessed by anyone
+/// else meanwhile except for reads of `lhs`; the two may not overlap.
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+pub(super) unsafe fn matmul_in_place(
+    dst: *mut f32,
+    ld: usize,
+    accumulate: bool,
+    lhs: InPlace,
+    rhs: &Packed,
+    scale: f32,
+    parallel: bool,
+) {
+    assert!(rhs.k <= lhs.k, "matmul operands out of bounds");
+    let threads = if parallel { super::pool::threads() } else { 1 };
+    // SAFETY: forwarded from the caller.
+    unsafe { product(dst, ld, accumulate, Lhs::InPlace(lhs), rhs, scale, threads) };
+}
+
+/// The left operand of a product.
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    /// Columns `k0..` of a packed operand.
+    Packed {
+        lhs: &'a PackedLhs,
+        k0: usize,
+    },
+    InPlace(InPlace),
+}
+
+impl Lhs<'_> {
+    fn rows(self) -> usize {
+        match self {
+            Lhs::Packed { lhs, .. } => lhs.m,
+            Lhs::InPlace(lhs) => lhs.m,
+        }
+    }
+}
+
+/// The product of [`matmul_packed_on`] and [`matmul_in_place`], split by column panels over
+/// `threads` when large.
+///
+/// # Safety
+/// `dst` valid for writes of the `m x rhs.n` result with row stride `ld` and not aliased by the
+/// operands; `lhs` valid for reads of `m` rows of its columns up to `rhs.k` (from `k0`).
+#[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
+unsafe fn product(
+    dst: *mut f32,
+    ld: usize,
+    accumulate: bool,
+    lhs: Lhs<'_>,
+    rhs: &Packed,
+    scale: f32,
+    threads: usize,
+) {
+    let (m, n, k) = (lhs.rows(), rhs.n, rhs.k);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
             for row in 0..m {
-                dst[row * ld..row * ld + n].fill(0.0);
+                // SAFETY: row `row` of `dst` holds `n` writable floats (the caller).
+                unsafe { std::slice::from_raw_parts_mut(dst.add(row * ld), n).fill(0.0) };
             }
         }
         return;
     }
     let panels = n.div_ceil(NR);
     let threads = threads.min(panels);
-    let base = SendPtr(dst.as_mut_ptr());
-    let part = LhsPart { lhs, k0 };
-    // SAFETY (both calls below): bounds checked above; `dst` is borrowed mutably, so no operand
-    // aliases it, and each task writes only its own columns.
+    let base = SendPtr(dst);
+    let lhs = SendLhs(lhs);
+    // SAFETY (both calls below): the caller guarantees the bounds and that nothing aliases
+    // `dst`; each task writes only its own columns.
     if threads > 1 && m * n * k >= PARALLEL_MIN {
         let per_task = panels.div_ceil(threads) * NR;
         super::pool::run(n.div_ceil(per_task), |task| {
             let cols = task * per_task..n.min((task + 1) * per_task);
-            unsafe { columns(base, ld, cols, accumulate, part, rhs, scale) };
+            unsafe { columns(base, ld, cols, accumulate, lhs.get(), rhs, scale) };
         });
     } else {
-        unsafe { columns(base, ld, 0..n, accumulate, part, rhs, scale) };
+        unsafe { columns(base, ld, 0..n, accumulate, lhs.get(), rhs, scale) };
     }
 }
 
-/// Columns `k0..` of a packed left operand.
+/// A left operand handed to the tasks of one product, which only read it.
 #[derive(Clone, Copy)]
-struct LhsPart<'a> {
-    lhs: &'a PackedLhs,
-    k0: usize,
+struct SendLhs<'a>(Lhs<'a>);
+
+// SAFETY: the operand is only read, and outlives the scoped tasks of the product.
+unsafe impl Send for SendLhs<'_> {}
+unsafe impl Sync for SendLhs<'_> {}
+
+impl<'a> SendLhs<'a> {
+    /// The operand (a method, so that closures capture the `Send` wrapper, not its field).
+    fn get(self) -> Lhs<'a> {
+        self.0
+    }
 }
 
 /// The heights of the row blocks of an `m`-row left operand: near-equal (32 rows: 11 + 11 + 10,
@@ -348,26 +438,29 @@ unsafe fn columns(
     ld: usize,
     cols: std::ops::Range<usize>,
     accumulate: bool,
-    lhs: LhsPart<'_>,
+    lhs: Lhs<'_>,
     rhs: &Packed,
     scale: f32,
 ) {
-    let m = lhs.lhs.m;
+    let m = lhs.rows();
     match &rhs.layout {
         #[cfg(target_arch = "x86_64")]
         Layout::Panels(panels) => {
-            // SAFETY: `Panels` exist only where AVX-512 was detected, and the left operand is
-            // packed by row blocks to match (checked by `matmul_packed_on`); the caller
-            // guarantees the bounds of `dst`.
+            // SAFETY: `Panels` exist only where AVX-512 was detected, and a packed left operand
+            // is packed by row blocks to match (checked by `matmul_packed_on`); the caller
+            // guarantees the bounds of `dst` and `lhs`.
             unsafe { avx512::columns(dst.0, ld, cols, accumulate, lhs, rhs, panels, scale) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         Layout::Panels(_) => unreachable!("panels are packed only on x86_64"),
         Layout::RowMajor(data) => {
             let (n, k) = (cols.len(), rhs.k);
-            let a = &lhs.lhs.data[lhs.k0..];
-            // SAFETY: the caller guarantees the bounds of `dst`; `data` is `k x rhs.n` row-major
-            // and `a` holds `m` rows of stride `lhs.k` from column k0 (checked by the caller).
+            let (a, a_rs) = match lhs {
+                Lhs::Packed { lhs, k0 } => (lhs.data[k0..].as_ptr(), lhs.k),
+                Lhs::InPlace(lhs) => (lhs.ptr, lhs.rs),
+            };
+            // SAFETY: the caller guarantees the bounds of `dst` and `lhs` (`m` rows of stride
+            // `a_rs`); `data` is `k x rhs.n` row-major.
             unsafe {
                 gemm::gemm(
                     m,
@@ -377,9 +470,9 @@ unsafe fn columns(
                     1,
                     ld.cast_signed(),
                     accumulate,
-                    a.as_ptr(),
+                    a,
                     1,
-                    lhs.lhs.k.cast_signed(),
+                    a_rs.cast_signed(),
                     data.as_ptr().add(cols.start),
                     1,
                     rhs.n.cast_signed(),
@@ -405,14 +498,15 @@ mod avx512 {
         _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{KC, LhsPart, MR_MAX, NR, Packed, row_blocks};
+    use super::{KC, Lhs, MR_MAX, NR, Packed, row_blocks};
 
-    /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks.
+    /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks or in
+    /// place.
     ///
     /// # Safety
     /// AVX-512F must be available; `dst` valid for the `m x rhs.n` result with row stride
-    /// `ld`; `lhs` packed by row blocks with columns `k0..k0 + rhs.k`; `panels` is `rhs`'s
-    /// packing.
+    /// `ld`; `lhs` packed by row blocks with columns `k0..k0 + rhs.k`, or valid for reads of
+    /// `m` rows of `rhs.k` floats; `panels` is `rhs`'s packing.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
     pub(super) unsafe fn columns(
@@ -420,13 +514,12 @@ mod avx512 {
         ld: usize,
         cols: std::ops::Range<usize>,
         accumulate: bool,
-        lhs: LhsPart<'_>,
+        lhs: Lhs<'_>,
         rhs: &Packed,
         panels: &[f32],
         scale: f32,
     ) {
-        let (n, k) = (rhs.n, rhs.k);
-        let (m, lhs_k, k0) = (lhs.lhs.m, lhs.lhs.k, lhs.k0);
+        let (n, k, m) = (rhs.n, rhs.k, lhs.rows());
         let tile = |q: usize, p0: usize| {
             let kc = KC.min(k - p0);
             let add = accumulate || p0 > 0;
@@ -434,13 +527,21 @@ mod avx512 {
             // SAFETY: panel `q` holds `k` rows of NR floats; the rows p0..p0 + kc exist.
             let b = unsafe { panels.as_ptr().add((q * k + p0) * NR) };
             for (i0, mr) in row_blocks(m) {
-                // SAFETY: the block of rows i0..i0 + mr holds `lhs_k` columns of `mr` floats
-                // from `i0 * lhs_k` on, and k0 + p0 + kc <= lhs_k; rows i0..i0 + mr, columns
-                // q * NR..q * NR + width of `dst` exist.
+                // Where column p0 of rows i0.. starts, and the steps to the next column and row.
+                let (a, a_step, a_row) = match lhs {
+                    // SAFETY: the block of rows i0..i0 + mr holds `lhs.k` columns of `mr`
+                    // floats from `i0 * lhs.k` on, and k0 + p0 + kc <= lhs.k.
+                    Lhs::Packed { lhs, k0 } => unsafe {
+                        (lhs.data.as_ptr().add(i0 * lhs.k + (k0 + p0) * mr), mr, 1)
+                    },
+                    Lhs::InPlace(lhs) => (lhs.ptr.wrapping_add(i0 * lhs.rs + p0), 1, lhs.rs),
+                };
+                // SAFETY: the operands hold what the tile reads (above, and the caller for
+                // in-place rows); rows i0..i0 + mr, columns q * NR..q * NR + width of `dst`
+                // exist.
                 unsafe {
-                    let a = lhs.lhs.data.as_ptr().add(i0 * lhs_k + (k0 + p0) * mr);
                     let c = dst.add(i0 * ld + q * NR);
-                    let tile = Tile { kc, a, a_step: mr, b, c, ld, width, add, scale };
+                    let tile = Tile { kc, a, a_step, a_row, b, c, ld, width, add, scale };
                     tile.run(mr);
                 }
             }
@@ -472,9 +573,11 @@ mod avx512 {
     /// One microkernel call: `c (mr x width) = [c +] scale * a (mr x kc) * b (kc x NR)`.
     struct Tile {
         kc: usize,
-        /// Column `p` of `a` is `mr` contiguous floats at `a + p * a_step`.
+        /// Element `(r, p)` of `a` is at `a + p * a_step + r * a_row`: packed (`a_row` 1) or
+        /// in place (`a_step` 1).
         a: *const f32,
         a_step: usize,
+        a_row: usize,
         /// `kc` rows of [`NR`] floats.
         b: *const f32,
         c: *mut f32,
@@ -491,6 +594,9 @@ mod avx512 {
         unsafe fn run(&self, mr: usize) {
             // SAFETY: forwarded from the caller.
             unsafe {
+                if self.a_row != 1 {
+                    return self.strided_rows(mr);
+                }
                 match mr {
                     1 => self.rows::<1>(),
                     2 => self.rows::<2>(),
@@ -509,11 +615,47 @@ mod avx512 {
             }
         }
 
+        /// [`Tile::run`] for a left operand with rows `a_row` apart (a separate instance: the
+        /// packed one keeps its constant offsets).
+        ///
+        /// # Safety
+        /// As [`Tile::run`].
+        #[target_feature(enable = "avx512f")]
+        unsafe fn strided_rows(&self, mr: usize) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => self.rows_strided::<1, true>(),
+                    2 => self.rows_strided::<2, true>(),
+                    3 => self.rows_strided::<3, true>(),
+                    4 => self.rows_strided::<4, true>(),
+                    5 => self.rows_strided::<5, true>(),
+                    6 => self.rows_strided::<6, true>(),
+                    7 => self.rows_strided::<7, true>(),
+                    8 => self.rows_strided::<8, true>(),
+                    9 => self.rows_strided::<9, true>(),
+                    10 => self.rows_strided::<10, true>(),
+                    11 => self.rows_strided::<11, true>(),
+                    12 => self.rows_strided::<12, true>(),
+                    _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
+                }
+            }
+        }
+
         /// # Safety
         /// As [`Tile::run`].
         #[target_feature(enable = "avx512f")]
         #[inline]
         unsafe fn rows<const MR: usize>(&self) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.rows_strided::<MR, false>() }
+        }
+
+        /// # Safety
+        /// As [`Tile::run`].
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn rows_strided<const MR: usize, const STRIDED: bool>(&self) {
             // MR_MAX-long arrays indexed by constants only (the `unroll!` below): they live in
             // registers, and the rows past MR are dead code.
             let mut lo: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
@@ -531,7 +673,8 @@ mod avx512 {
                     macro_rules! fma {
                         ($i:literal) => {
                             // An intrinsic load: a raw deref would carry debug-build checks.
-                            let ai = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add($i)));
+                            let at = if STRIDED { $i * self.a_row } else { $i };
+                            let ai = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(at)));
                             lo[$i] = _mm512_fmadd_ps(ai, b0, lo[$i]);
                             hi[$i] = _mm512_fmadd_ps(ai, b1, hi[$i]);
                         };
@@ -602,6 +745,59 @@ mod tests {
                 for j in 0..n {
                     let dot: f32 = (0..k).map(|p| a[i * wide + k0 + p] * b[p * n + j]).sum();
                     assert!((dst[i * n + j] - dot).abs() < 1e-4, "{kernel:?} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    /// A left operand read in place, its rows further apart than they are long (the rows of
+    /// one step of a `[B, T, H]` sequence), equals the triple loop on every kernel, split over
+    /// threads or not.
+    #[test]
+    fn products_by_rows_in_place_equal_the_triple_loop() {
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        for kernel in kernels {
+            for (m, n, k, threads) in
+                [(1, 3, 2, 1), (13, 40, 30, 1), (25, 70, 300, 1), (40, 330, 400, 3)]
+            {
+                for accumulate in [false, true] {
+                    let rs = k + 11;
+                    let a = values(m * rs, 7);
+                    let b = values(k * n, 8);
+                    let rhs = Packed::with_kernel(Operand::new(&b, n, 1), k, n, kernel);
+                    let ld = n + 2;
+                    let mut dst = values(m * ld, 9);
+                    let mut expected = dst.clone();
+                    let lhs = InPlace { ptr: a.as_ptr(), rs, m, k };
+                    // SAFETY: `a` holds m rows of k floats rs apart; `dst` m rows of n floats
+                    // ld apart; two buffers.
+                    unsafe {
+                        product(
+                            dst.as_mut_ptr(),
+                            ld,
+                            accumulate,
+                            Lhs::InPlace(lhs),
+                            &rhs,
+                            0.5,
+                            threads,
+                        );
+                    }
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f32 = (0..k).map(|p| a[i * rs + p] * b[p * n + j]).sum();
+                            let e = &mut expected[i * ld + j];
+                            *e = if accumulate { *e } else { 0.0 } + 0.5 * dot;
+                        }
+                    }
+                    for (x, y) in dst.iter().zip(&expected) {
+                        assert!(
+                            (x - y).abs() < 1e-4,
+                            "{kernel:?} {m}x{n}x{k} accumulate={accumulate}: {x} != {y}"
+                        );
+                    }
                 }
             }
         }

@@ -26,7 +26,7 @@
 mod cpu;
 pub mod fast_math;
 mod gemm;
-mod pool;
+pub(crate) mod pool;
 mod projection;
 mod weights;
 

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// The threads a split may use: rayon's pool size (`RAYON_NUM_THREADS`, which
 /// [`crate::ensure_threads`] sets), read once.
-pub(super) fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     static THREADS: OnceLock<usize> = OnceLock::new();
     *THREADS.get_or_init(|| {
         std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
@@ -32,7 +32,7 @@ fn helpers() -> Option<&'static rayon::ThreadPool> {
 
 /// `work(0)`, ..., `work(tasks - 1)`: the first on the calling thread, the others on the
 /// helpers, concurrently. Results in task order.
-pub(super) fn run<R: Send>(tasks: usize, work: impl Fn(usize) -> R + Sync) -> Vec<R> {
+pub(crate) fn run<R: Send>(tasks: usize, work: impl Fn(usize) -> R + Sync) -> Vec<R> {
     let pool = match helpers() {
         Some(pool) if tasks > 1 => pool,
         _ => return (0..tasks).map(&work).collect(),

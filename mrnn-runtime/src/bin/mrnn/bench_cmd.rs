@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use mrnn_ir::Spec;
 use mrnn_ir::spec::{ConnectionSpec, InputRegionSpec, ModelSpec, RegionSpec};
 use mrnn_runtime::optim::{AdamW, ParamsAdamW};
-use mrnn_runtime::{DType, Forward, Network, Tensor};
+use mrnn_runtime::{DType, Forward, Network, Tensor, loss};
 
 use crate::Failure;
 use crate::train_cmd::device;
@@ -18,9 +18,10 @@ use crate::train_cmd::device;
 enum Pass {
     /// Forward only.
     Fwd,
-    /// Forward, loss = mean(h^2), backward.
+    /// Forward, loss = mean(h^2) (the library's fused `loss::mean_square`), backward.
     Fwdbwd,
-    /// Forward, MSE against a fixed target, backward, one Adam step.
+    /// Forward, MSE against a fixed target (the library's fused `loss::mse`), backward, one Adam
+    /// step.
     Train,
 }
 
@@ -221,13 +222,13 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
             }
             Pass::Fwdbwd => {
                 let h = network.forward(&u, &options)?.h;
-                let grads = h.sqr()?.mean_all()?.backward()?;
+                let grads = loss::mean_square(&h)?.backward()?;
                 device.synchronize()?;
                 drop(grads);
             }
             Pass::Train => {
                 let h = network.forward(&u, &options)?.h;
-                let grads = h.sub(&target)?.sqr()?.mean_all()?.backward()?;
+                let grads = loss::mse(&h, &target)?.backward()?;
                 optimizer.step(&grads)?;
                 device.synchronize()?;
             }
