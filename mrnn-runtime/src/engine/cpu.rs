@@ -137,8 +137,23 @@ unsafe impl Send for Rows {}
 unsafe impl Sync for Rows {}
 
 impl Rows {
-    fn new(seq: &mut [f32], dims: Dims) -> Self {
-        Rows { ptr: seq.as_mut_ptr(), len: seq.len(), dims }
+    /// The `len` floats of `buf`'s spare capacity, which the loops fill without reading them
+    /// first: zeroing outputs of several MB before overwriting them was a tenth of a run.
+    /// Call [`Rows::filled`] once every element has been written.
+    fn uninit(buf: &mut Vec<f32>, len: usize, dims: Dims) -> Self {
+        buf.clear();
+        buf.reserve_exact(len);
+        Rows { ptr: buf.spare_capacity_mut().as_mut_ptr().cast(), len, dims }
+    }
+
+    /// Hands the filled floats to `buf`.
+    ///
+    /// # Safety
+    /// `self` comes from [`Rows::uninit`] on `buf`, and every one of its floats was written.
+    unsafe fn filled(self, buf: &mut Vec<f32>) {
+        assert!(std::ptr::eq(buf.as_ptr(), self.ptr) && self.len <= buf.capacity());
+        // SAFETY: initialized (the caller), within the capacity (checked).
+        unsafe { buf.set_len(self.len) };
     }
 
     /// The `len` floats from `at`, to write.
@@ -372,17 +387,23 @@ pub(super) fn forward(
     threads: usize,
 ) -> Forward {
     let w_t = w.transposed();
-    let mut states = vec![0f32; d.len()];
-    let mut rates = match update {
-        Update::Leaky { .. } => vec![0f32; d.len()],
-        Update::Elman => Vec::new(),
+    let (mut states, mut rates) = (Vec::new(), Vec::new());
+    let rates_len = match update {
+        Update::Leaky { .. } => d.len(),
+        Update::Elman => 0,
     };
-    let (states_out, rates_out) = (Rows::new(&mut states, d), Rows::new(&mut rates, d));
+    let (states_out, rates_out) =
+        (Rows::uninit(&mut states, d.len(), d), Rows::uninit(&mut rates, rates_len, d));
     d.split_trials(threads, |trials, parallel| {
         let run = Loop { activation, product: &w_t, d, trials, parallel };
         // SAFETY: each split writes the rows of its own trials only.
         unsafe { run.forward(update, drive, init, states_out, rates_out) };
     });
+    // SAFETY: the splits cover every trial, and the loop writes every row of each step.
+    unsafe {
+        states_out.filled(&mut states);
+        rates_out.filled(&mut rates);
+    }
     Forward { states, rates }
 }
 
@@ -633,15 +654,20 @@ pub(super) fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = d.hidden;
     let w_p = w.plain();
-    let mut adjoint = vec![0f32; d.len()];
-    let mut grad_init = vec![0f32; d.batch * h];
-    let adjoint_out = Rows::new(&mut adjoint, d);
-    let init_out = Rows::new(&mut grad_init, Dims { steps: 1, ..d });
+    let (mut adjoint, mut grad_init) = (Vec::new(), Vec::new());
+    let adjoint_out = Rows::uninit(&mut adjoint, d.len(), d);
+    let init_out = Rows::uninit(&mut grad_init, d.batch * h, Dims { steps: 1, ..d });
     let parts = d.split_trials(threads, |trials, parallel| {
         let run = Loop { activation, product: &w_p, d, trials, parallel };
         // SAFETY: each split writes the rows of its own trials only.
         unsafe { run.backward(update, w, b, adjoint_out, init_out) }
     });
+    // SAFETY: the splits cover every trial, and the loop writes every row of each step and
+    // every initial state.
+    unsafe {
+        adjoint_out.filled(&mut adjoint);
+        init_out.filled(&mut grad_init);
+    }
     let mut parts = parts.into_iter();
     let mut grad_w = parts.next().unwrap_or_else(|| vec![0f32; h * h]);
     for part in parts {
