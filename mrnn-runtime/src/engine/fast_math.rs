@@ -312,21 +312,59 @@ fn blend_loop(keep: f32, prev: &[f32], gain: f32, drive: &[f32], x: &mut [f32]) 
 #[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
 #[inline(always)]
 fn adjoint_step_loop(terms: &AdjointTerms<'_>, a: &mut [f32], out: &mut [f32]) {
-    let &AdjointTerms { activation, g, h, with_a, next, e, scale } = terms;
-    // Pass by pass, each over data in L1, each vectorized with its tail (see `LANES`).
-    if with_a {
-        update_lanes(g, a, |g, a| a + g);
-    } else {
-        map_lanes(g, a, |g| g);
+    // One fused loop per combination of terms and activation, so that the loop body has no
+    // branch left to vectorize around (the compiler does not unswitch loops at this level).
+    macro_rules! by_terms {
+        ($act:expr) => {{
+            let slope = |h: f32, g: f32| times_slope($act, h, g);
+            match (terms.with_a, terms.next.is_some(), terms.e.is_some()) {
+                (false, false, false) => adjoint_row::<false, false, false>(terms, a, out, slope),
+                (false, false, true) => adjoint_row::<false, false, true>(terms, a, out, slope),
+                (false, true, false) => adjoint_row::<false, true, false>(terms, a, out, slope),
+                (false, true, true) => adjoint_row::<false, true, true>(terms, a, out, slope),
+                (true, false, false) => adjoint_row::<true, false, false>(terms, a, out, slope),
+                (true, false, true) => adjoint_row::<true, false, true>(terms, a, out, slope),
+                (true, true, false) => adjoint_row::<true, true, false>(terms, a, out, slope),
+                (true, true, true) => adjoint_row::<true, true, true>(terms, a, out, slope),
+            }
+        }};
     }
-    mul_slope_loop(activation, h, a);
-    if let Some((carry, next)) = next {
-        update_lanes(next, a, |n, a| a + carry * n);
+    match terms.activation {
+        Activation::Relu => by_terms!(Activation::Relu),
+        Activation::Tanh => by_terms!(Activation::Tanh),
+        Activation::Sigmoid => by_terms!(Activation::Sigmoid),
+        Activation::Softplus => by_terms!(Activation::Softplus),
+        Activation::Linear => by_terms!(Activation::Linear),
     }
-    if let Some(e) = e {
-        update_lanes(e, a, |e, a| a + e);
+}
+
+/// [`adjoint_step_loop`] for one combination of terms (`WITH_A`: `a` holds the product; `NEXT`,
+/// `E`: those terms are given).
+#[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
+#[inline(always)]
+fn adjoint_row<const WITH_A: bool, const NEXT: bool, const E: bool>(
+    terms: &AdjointTerms<'_>,
+    a: &mut [f32],
+    out: &mut [f32],
+    slope: impl Fn(f32, f32) -> f32,
+) {
+    let n = a.len();
+    let (g, h, out) = (&terms.g[..n], &terms.h[..n], &mut out[..n]);
+    let (carry, next) = terms.next.map_or((0.0, &[][..]), |(c, next)| (c, &next[..n]));
+    let e = terms.e.map_or(&[][..], |e| &e[..n]);
+    let scale = terms.scale;
+    for i in 0..n {
+        let mut v = if WITH_A { a[i] + g[i] } else { g[i] };
+        v = slope(h[i], v);
+        if NEXT {
+            v += carry * next[i];
+        }
+        if E {
+            v += e[i];
+        }
+        a[i] = v;
+        out[i] = scale * v;
     }
-    map_lanes(a, out, |a| scale * a);
 }
 
 #[cfg(test)]
