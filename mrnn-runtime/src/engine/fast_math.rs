@@ -436,6 +436,28 @@ mod tests {
         }
     }
 
+    /// Row products over any number of rows equal the plain sums.
+    #[test]
+    fn row_products_equal_the_plain_sums() {
+        let (c, h) = (3, 21);
+        for rows in 0..=9 {
+            let g: Vec<f32> =
+                (0..rows * h).map(|k| ((k * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let u: Vec<f32> = (0..rows * c).map(|k| ((k * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let (mut acc, mut sums) = (vec![0.5f32; c * h], vec![0.25f32; h]);
+            add_row_products(&g, &u, &mut acc, &mut sums);
+            for j in 0..h {
+                let want: f32 = 0.25 + (0..rows).map(|r| g[r * h + j]).sum::<f32>();
+                assert!((sums[j] - want).abs() < 1e-5, "rows={rows} sum {j}");
+                for k in 0..c {
+                    let want: f32 =
+                        0.5 + (0..rows).map(|r| u[r * c + k] * g[r * h + j]).sum::<f32>();
+                    assert!((acc[k * h + j] - want).abs() < 1e-5, "rows={rows} ({k}, {j})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn tanh_is_accurate() {
         let mut worst = 0f32;
