@@ -520,7 +520,7 @@ mod avx512 {
         scale: f32,
     ) {
         let (n, k, m) = (rhs.n, rhs.k, lhs.rows());
-        let stream = panels.len() * size_of::<f32>() > STREAM_MIN;
+        let stream = std::mem::size_of_val(panels) > STREAM_MIN;
         let tile = |q: usize, p0: usize| {
             let kc = KC.min(k - p0);
             let add = accumulate || p0 > 0;
