@@ -615,20 +615,42 @@ impl Network {
             Some(n) if settings.batch_first => Some(n.batch_first()?),
             other => other,
         };
-        let mut drive = self.drive(&input, noise.as_ref(), stim.as_ref())?;
         let mut recurrence = Recurrence::new(settings.dynamics, settings.activation);
         // The compiler's block structure holds for the network's own matrix, not for a
         // replacement passed by the caller (a lesion may put weights anywhere).
         if options.w_rec_eff.is_none() && self.arch.product() == mrnn_ir::Product::Blocks {
             recurrence = recurrence.with_blocks(self.blocks());
         }
+        // Nothing but the input projection and the bias drives the steps: the engine may run
+        // the projection inside its loop (the drive sequence is then never written).
+        if noise.is_none() && stim.is_none() && (options.h0.is_none() || !leaky) && i > 0 {
+            let init = if leaky { &x0 } else { &h0 };
+            let projection = (&input, &self.w_inp_eff()?, &self.bias()?);
+            let out =
+                recurrence.run_projected(&w_rec_eff, projection, init, settings.batch_first)?;
+            return Ok(Trajectory { x: out.x, h: out.h });
+        }
+        let drive = self.drive(&input, noise.as_ref(), stim.as_ref())?;
+        let h0_given = options.h0.is_some();
+        Self::run_on_drive(&recurrence, &w_rec_eff, drive, (&x0, &h0, h0_given), &settings)
+    }
+
+    /// The recurrence on a drive computed first, from `x_0` (leaky) or `h_0` (Elman).
+    fn run_on_drive(
+        recurrence: &Recurrence,
+        w_rec_eff: &Tensor,
+        mut drive: Tensor,
+        (x0, h0, h0_given): (&Tensor, &Tensor, bool),
+        settings: &mrnn_ir::Settings,
+    ) -> Result<Trajectory> {
         let step_dim = usize::from(settings.batch_first);
-        if leaky {
+        if let Dynamics::Leaky { .. } = settings.dynamics {
             // The engine starts from h_0 = phi(x_0); a different h_0 only changes the recurrent
             // input of the first step, W (h_0 - phi(x_0)), which joins that step's drive.
-            if options.h0.is_some() {
-                let correction = (&h0 - activation::apply(settings.activation, &x0)?)?
-                    .matmul(&w_rec_eff.t()?)?;
+            if h0_given {
+                let t = drive.dim(step_dim)?;
+                let correction =
+                    (h0 - activation::apply(settings.activation, x0)?)?.matmul(&w_rec_eff.t()?)?;
                 let first = drive
                     .narrow(step_dim, 0, 1)?
                     .broadcast_add(&correction.unsqueeze(step_dim)?)?;
@@ -638,10 +660,10 @@ impl Network {
                     first
                 };
             }
-            let out = recurrence.run(&w_rec_eff, &drive, &x0, settings.batch_first)?;
+            let out = recurrence.run(w_rec_eff, &drive, x0, settings.batch_first)?;
             Ok(Trajectory { x: out.x, h: out.h })
         } else {
-            let out = recurrence.run(&w_rec_eff, &drive, &h0, settings.batch_first)?;
+            let out = recurrence.run(w_rec_eff, &drive, h0, settings.batch_first)?;
             Ok(Trajectory { x: None, h: out.h })
         }
     }

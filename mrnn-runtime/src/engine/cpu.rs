@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use mrnn_ir::Activation;
 
-use super::fast_math::{AdjointTerms, adjoint_step, apply, blend, mul_slope};
+use super::fast_math::{AdjointTerms, add_row_products, adjoint_step, apply, blend, mul_slope};
 use super::gemm::{InPlace, Operand, Packed, PackedLhs, matmul_in_place, matmul_packed};
 use super::pool;
 use super::{Block, Update};
@@ -193,11 +193,14 @@ impl Rows {
 
 /// The recurrent matrix and how to multiply by it.
 pub(super) struct Matrix<'a> {
-    /// `[H, H]`, destination rows.
+    /// `[H, H]`, destination rows, `ld` floats apart.
     pub(super) w: &'a [f32],
     /// The connected blocks, or `None` to use the whole matrix.
     pub(super) blocks: Option<&'a [Block]>,
     pub(super) hidden: usize,
+    /// Floats between rows of `w`: H, or more when `w` is the first columns of a wider matrix
+    /// (see [`Input`]).
+    pub(super) ld: usize,
 }
 
 impl Matrix<'_> {
@@ -205,14 +208,14 @@ impl Matrix<'_> {
     fn transposed(&self) -> StepProduct {
         let n = self.hidden;
         let parts = match self.blocks {
-            None => vec![Part::whole(Packed::new(Operand::new(self.w, 1, n), n, n))],
+            None => vec![Part::whole(Packed::new(Operand::new(self.w, 1, self.ld), n, n))],
             Some(blocks) => blocks
                 .iter()
                 .map(|b| Part {
                     input: b.cols.start,
                     output: b.rows.start,
                     rhs: Packed::new(
-                        Operand::new(&self.w[b.rows.start * n + b.cols.start..], 1, n),
+                        Operand::new(&self.w[b.rows.start * self.ld + b.cols.start..], 1, self.ld),
                         b.cols.len(),
                         b.rows.len(),
                     ),
@@ -226,14 +229,14 @@ impl Matrix<'_> {
     fn plain(&self) -> StepProduct {
         let n = self.hidden;
         let parts = match self.blocks {
-            None => vec![Part::whole(Packed::new(Operand::new(self.w, n, 1), n, n))],
+            None => vec![Part::whole(Packed::new(Operand::new(self.w, self.ld, 1), n, n))],
             Some(blocks) => blocks
                 .iter()
                 .map(|b| Part {
                     input: b.rows.start,
                     output: b.cols.start,
                     rhs: Packed::new(
-                        Operand::new(&self.w[b.rows.start * n + b.cols.start..], n, 1),
+                        Operand::new(&self.w[b.rows.start * self.ld + b.cols.start..], self.ld, 1),
                         b.rows.len(),
                         b.cols.len(),
                     ),
@@ -369,6 +372,55 @@ impl StepProduct {
     }
 }
 
+/// The input projection run inside the loop, `d_t = u_t W_in^T + b`, instead of a drive
+/// sequence computed before it: the `[B, T, H]` drive is then neither written nor read, and
+/// its gradient (written by the reverse loop, zeroed and added by candle, read by the
+/// projection's backward) never exists: the weight and bias gradients are summed step by step
+/// from rows still in cache. For few inputs (the products by `W_in` are thin).
+pub(super) struct Input<'a> {
+    /// `u`, in the sequences' layout with `inputs` features.
+    pub(super) u: &'a [f32],
+    pub(super) inputs: usize,
+    /// `W_in^T`, packed.
+    w_in_t: Packed,
+    /// `b`.
+    bias: Vec<f32>,
+}
+
+impl<'a> Input<'a> {
+    /// The projection by columns `hidden..hidden + inputs` (`W_in`) and `hidden + inputs` (`b`)
+    /// of the `[H, ld]` matrix `weights` (see [`Matrix::ld`]).
+    pub(super) fn new(u: &'a [f32], weights: &[f32], hidden: usize, inputs: usize) -> Self {
+        let ld = hidden + inputs + 1;
+        assert!(weights.len() >= hidden * ld, "input weights out of bounds");
+        let w_in_t = Packed::new(Operand::new(&weights[hidden..], 1, ld), inputs, hidden);
+        let bias = (0..hidden).map(|i| weights[i * ld + hidden + inputs]).collect();
+        Input { u, inputs, w_in_t, bias }
+    }
+
+    /// The inputs of trials `trials.start..` at step `t`, read in place.
+    fn rows(&self, d: Dims, t: usize, trials: &Range<usize>) -> InPlace {
+        let span = Dims { hidden: self.inputs, ..d }.span(t, trials.start);
+        let end = span.start + (trials.len().max(1) - 1) * span.stride + self.inputs;
+        assert!(end <= self.u.len(), "input rows out of bounds");
+        InPlace {
+            ptr: self.u[span.start..].as_ptr(),
+            rs: span.stride,
+            m: trials.len(),
+            k: self.inputs,
+        }
+    }
+}
+
+/// What enters each step besides the recurrent input.
+#[derive(Clone, Copy)]
+pub(super) enum Drive<'a> {
+    /// A sequence in the sequences' layout.
+    Given(&'a [f32]),
+    /// The input projection, computed in the loop.
+    Projected(&'a Input<'a>),
+}
+
 /// The output of the forward loop, in the sequences' layout: `states` (`x_1..x_T` for leaky,
 /// `h_1..h_T` for Elman) and, for leaky dynamics, `rates` `h_1..h_T` (empty for Elman, where
 /// they are the states).
@@ -381,7 +433,7 @@ pub(super) fn forward(
     update: Update,
     activation: Activation,
     w: &Matrix<'_>,
-    drive: &[f32],
+    drive: Drive<'_>,
     init: &[f32],
     d: Dims,
     threads: usize,
@@ -424,7 +476,7 @@ impl Loop<'_> {
     unsafe fn forward(
         &self,
         update: Update,
-        drive: &[f32],
+        drive: Drive<'_>,
         init: &[f32],
         states: Rows,
         rates: Rows,
@@ -448,10 +500,37 @@ impl Loop<'_> {
                                 if t == 0 { &init[p..p + len] } else { states.slice(p, len) };
                             (prev, states.slice_mut(x, len))
                         };
-                        blend(1.0 - alpha, prev, alpha, &drive[x..x + len], x_t);
+                        match drive {
+                            Drive::Given(drive) => {
+                                blend(1.0 - alpha, prev, alpha, &drive[x..x + len], x_t);
+                            }
+                            // The bias now, the inputs' product below.
+                            Drive::Projected(input) => {
+                                for (x_t, prev) in x_t.chunks_exact_mut(h).zip(prev.chunks_exact(h))
+                                {
+                                    blend(1.0 - alpha, prev, alpha, &input.bias, x_t);
+                                }
+                            }
+                        }
                     });
                     let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
                     let out = states.at(step(t), nb);
+                    if let Drive::Projected(input) = drive {
+                        let u = input.rows(self.d, t, &self.trials);
+                        // SAFETY: the rows of these trials (the caller's exclusive access), in
+                        // bounds (checked by `at` and `rows`); `u` is another buffer.
+                        unsafe {
+                            matmul_in_place(
+                                out,
+                                step(t).stride,
+                                true,
+                                u,
+                                &input.w_in_t,
+                                alpha,
+                                false,
+                            );
+                        }
+                    }
                     // SAFETY: the rows of these trials, in bounds (checked by `at`); rates and
                     // states are two buffers.
                     unsafe {
@@ -469,9 +548,31 @@ impl Loop<'_> {
                 // h_t = phi(d_t + h_{t-1} W^T), the sum formed in `z`.
                 let mut z = vec![0f32; nb * h];
                 for t in 0..self.d.steps {
-                    each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
-                        z[c..c + len].copy_from_slice(&drive[x..x + len]);
-                    });
+                    match drive {
+                        Drive::Given(drive) => {
+                            each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
+                                z[c..c + len].copy_from_slice(&drive[x..x + len]);
+                            });
+                        }
+                        Drive::Projected(input) => {
+                            for z in z.chunks_exact_mut(h) {
+                                z.copy_from_slice(&input.bias);
+                            }
+                            let u = input.rows(self.d, t, &self.trials);
+                            // SAFETY: `z` is this loop's own, `nb` rows of H; `u` another buffer.
+                            unsafe {
+                                matmul_in_place(
+                                    z.as_mut_ptr(),
+                                    h,
+                                    true,
+                                    u,
+                                    &input.w_in_t,
+                                    1.0,
+                                    false,
+                                );
+                            }
+                        }
+                    }
                     let v =
                         if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
                     // SAFETY: `z` is this loop's own; `v` rows of these trials (the caller).
@@ -497,7 +598,7 @@ impl Loop<'_> {
         b: &Backward<'_>,
         adjoint: Rows,
         grad_init: Rows,
-    ) -> Vec<f32> {
+    ) -> Share {
         let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
         let init_rows = Span::contiguous(b0, h);
         let init = &b.init[b0 * h..(b0 + nb) * h];
@@ -512,6 +613,13 @@ impl Loop<'_> {
             Update::Leaky { alpha } => (alpha as f32, true),
             Update::Elman => (1.0, false),
         };
+        // With the projection in the loop: dL/dd_t goes to `step_out`, then into the weight and
+        // bias gradients of the projection (`[I, H]` and `[H]`), with the step's inputs.
+        let mut step_out = vec![0f32; if b.input.is_some() { nb * h } else { 0 }];
+        let mut inputs = b.input.map(|input| {
+            let i = input.inputs;
+            (vec![0f32; nb * i], vec![0f32; i * h], vec![0f32; h])
+        });
         // Leaky: a_t = dL/dx_{t+1} in total, from dL/dh_{t+1} (g_t) and dL/dx_{t+1} (e_t):
         //   a_t = phi'(x_{t+1}) (g_t + a a_{t+1} W) + (1 - a) a_{t+1} + e_t, dL/dd_t = a a_t.
         // Elman: a_t = dL/dz_{t+1} = phi'(z_{t+1}) (g_t + a_{t+1} W), dL/dd_t = a_t.
@@ -534,10 +642,24 @@ impl Loop<'_> {
                     e: b.grad_x.map(|e| &e[s..s + len]),
                     scale: alpha,
                 };
-                // SAFETY: the rows of these trials (the caller's exclusive access).
-                let out = unsafe { adjoint.slice_mut(s, len) };
+                let out = if b.input.is_some() {
+                    &mut step_out[c..c + len]
+                } else {
+                    // SAFETY: the rows of these trials (the caller's exclusive access).
+                    unsafe { adjoint.slice_mut(s, len) }
+                };
                 adjoint_step(&terms, &mut cur[c..c + len], out);
             });
+            if let (Some(input), Some((u, acc, sums))) = (b.input, &mut inputs) {
+                let rows = input.rows(self.d, t, &self.trials);
+                for (r, row) in u.chunks_exact_mut(input.inputs).enumerate() {
+                    // SAFETY: `rows` was checked to lie in `input.u`.
+                    let src =
+                        unsafe { std::slice::from_raw_parts(rows.ptr.add(r * rows.rs), rows.k) };
+                    row.copy_from_slice(src);
+                }
+                add_row_products(&step_out, u, acc, sums);
+            }
             if !last {
                 outer.push(&next, b.rates, step(t));
             }
@@ -566,7 +688,10 @@ impl Loop<'_> {
             unsafe { self.product.apply(out, h, v, false, 1.0, self.parallel) };
         }
         // Leaky: the adjoints pushed are dL/dx; dL/dd_t = a dL/dx_{t+1}.
-        outer.finish(leaky.then_some(alpha))
+        Share {
+            w: outer.finish(leaky.then_some(alpha)),
+            input: inputs.map(|(_, acc, sums)| (acc, sums)),
+        }
     }
 }
 
@@ -641,9 +766,29 @@ pub(super) struct Backward<'a> {
     pub(super) rates: &'a [f32],
     pub(super) grad_h: &'a [f32],
     pub(super) grad_x: Option<&'a [f32]>,
+    /// The input projection, when the forward ran it in the loop.
+    pub(super) input: Option<&'a Input<'a>>,
 }
 
-/// Gradients `(w [H, H], drive (the sequences' layout), init [B, H])`.
+/// The gradients of a backward pass.
+pub(super) struct Grads {
+    /// `[H, H]`.
+    pub(super) w: Vec<f32>,
+    /// `dL/dd_t` in the sequences' layout; empty when the projection ran in the loop.
+    pub(super) drive: Vec<f32>,
+    /// `([I, H] = dL/dW_in^T, [H] = dL/db)` when the projection ran in the loop.
+    pub(super) input: Option<(Vec<f32>, Vec<f32>)>,
+    /// `[B, H]`.
+    pub(super) init: Vec<f32>,
+}
+
+/// One split's share of the weight gradients.
+struct Share {
+    w: Vec<f32>,
+    input: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// The gradients of the loss, given [`Backward`]'s sequences.
 pub(super) fn backward(
     update: Update,
     activation: Activation,
@@ -651,11 +796,12 @@ pub(super) fn backward(
     b: &Backward<'_>,
     d: Dims,
     threads: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> Grads {
     let h = d.hidden;
     let w_p = w.plain();
     let (mut adjoint, mut grad_init) = (Vec::new(), Vec::new());
-    let adjoint_out = Rows::uninit(&mut adjoint, d.len(), d);
+    let adjoint_len = if b.input.is_some() { 0 } else { d.len() };
+    let adjoint_out = Rows::uninit(&mut adjoint, adjoint_len, d);
     let init_out = Rows::uninit(&mut grad_init, d.batch * h, Dims { steps: 1, ..d });
     let parts = d.split_trials(threads, |trials, parallel| {
         let run = Loop { activation, product: &w_p, d, trials, parallel };
@@ -669,13 +815,18 @@ pub(super) fn backward(
         init_out.filled(&mut grad_init);
     }
     let mut parts = parts.into_iter();
-    let mut grad_w = parts.next().unwrap_or_else(|| vec![0f32; h * h]);
+    let mut total = parts.next().unwrap_or_else(|| Share { w: vec![0f32; h * h], input: None });
     for part in parts {
-        for (g, p) in grad_w.iter_mut().zip(part) {
+        for (g, p) in total.w.iter_mut().zip(part.w) {
             *g += p;
         }
+        if let (Some((acc, sums)), Some((p_acc, p_sums))) = (&mut total.input, part.input) {
+            for (g, p) in acc.iter_mut().zip(p_acc).chain(sums.iter_mut().zip(p_sums)) {
+                *g += p;
+            }
+        }
     }
-    (grad_w, adjoint, grad_init)
+    Grads { w: total.w, drive: adjoint, input: total.input, init: grad_init }
 }
 
 #[cfg(test)]
@@ -713,15 +864,22 @@ mod tests {
             for update in [Update::Leaky { alpha: 0.25 }, Update::Elman] {
                 for with_blocks in [false, true] {
                     let d = Dims { steps, batch, hidden, batch_first };
-                    let matrix =
-                        Matrix { w: &w, blocks: with_blocks.then_some(&blocks[..]), hidden };
+                    let blocks = with_blocks.then_some(&blocks[..]);
+                    let matrix = Matrix { w: &w, blocks, hidden, ld: hidden };
                     let run = |threads| {
+                        let drive = Drive::Given(&drive);
                         let out =
-                            forward(update, Activation::Tanh, &matrix, &drive, &init, d, threads);
+                            forward(update, Activation::Tanh, &matrix, drive, &init, d, threads);
                         let rates =
                             if out.rates.is_empty() { &out.states } else { &out.rates }.clone();
                         let grad_x = matches!(update, Update::Leaky { .. }).then_some(&grad_x[..]);
-                        let args = Backward { init: &init, rates: &rates, grad_h: &grad, grad_x };
+                        let args = Backward {
+                            init: &init,
+                            rates: &rates,
+                            grad_h: &grad,
+                            grad_x,
+                            input: None,
+                        };
                         let grads = backward(update, Activation::Tanh, &matrix, &args, d, threads);
                         (out.states, rates, grads)
                     };
@@ -734,12 +892,116 @@ mod tests {
                         );
                         assert_eq!(one.0, many.0, "{what}: states");
                         assert_eq!(one.1, many.1, "{what}: rates");
-                        assert_eq!(one.2.1, many.2.1, "{what}: drive gradient");
-                        assert_eq!(one.2.2, many.2.2, "{what}: initial-state gradient");
+                        assert_eq!(one.2.drive, many.2.drive, "{what}: drive gradient");
+                        assert_eq!(one.2.init, many.2.init, "{what}: initial-state gradient");
                         // Summed per thread, then across threads: equal up to rounding.
-                        for (x, y) in one.2.0.iter().zip(&many.2.0) {
+                        for (x, y) in one.2.w.iter().zip(&many.2.w) {
                             assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}: dL/dW");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The projection run inside the loop gives what a drive projected first gives: the same
+    /// sequences, the same recurrent and initial-state gradients, and the projection's weight
+    /// and bias gradients equal the drive gradient's products with the inputs. Both layouts,
+    /// leaky and Elman, dense and by blocks, split over threads or not.
+    #[test]
+    fn projection_in_the_loop_equals_a_projected_drive() {
+        let (steps, batch, hidden, inputs) = (5, 4, 7, 3);
+        let ld = hidden + inputs + 1;
+        let blocks = [Block { rows: 0..4, cols: 0..7 }, Block { rows: 4..7, cols: 2..5 }];
+        // [W | W_in | b], W zero outside the blocks.
+        let mut weights = values(hidden * ld, 11);
+        for (i, row) in weights.chunks_exact_mut(ld).enumerate() {
+            for (j, v) in row[..hidden].iter_mut().enumerate() {
+                if !blocks.iter().any(|b| b.rows.contains(&i) && b.cols.contains(&j)) {
+                    *v = 0.0;
+                }
+                *v *= 0.4;
+            }
+        }
+        let (u, init, grad, grad_x) = (
+            values(steps * batch * inputs, 12),
+            values(batch * hidden, 13),
+            values(steps * batch * hidden, 14),
+            values(steps * batch * hidden, 15),
+        );
+        let w: Vec<f32> = weights.chunks_exact(ld).flat_map(|r| r[..hidden].to_vec()).collect();
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}: {x} != {y}");
+            }
+        };
+        for batch_first in [false, true] {
+            // The inputs and the drive (u W_in^T + b) in this layout, rows in the same order.
+            let d = Dims { steps, batch, hidden, batch_first };
+            let mut drive = vec![0f32; steps * batch * hidden];
+            for (r, row) in drive.chunks_exact_mut(hidden).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let dot: f32 =
+                        (0..inputs).map(|c| u[r * inputs + c] * weights[j * ld + hidden + c]).sum();
+                    *v = dot + weights[j * ld + hidden + inputs];
+                }
+            }
+            for update in [Update::Leaky { alpha: 0.25 }, Update::Elman] {
+                for with_blocks in [false, true] {
+                    let blocks = with_blocks.then_some(&blocks[..]);
+                    let what = format!("{update:?} batch_first={batch_first} blocks={with_blocks}");
+                    let plain = Matrix { w: &w, blocks, hidden, ld: hidden };
+                    let wide = Matrix { w: &weights, blocks, hidden, ld };
+                    let input = Input::new(&u, &weights, hidden, inputs);
+                    let grad_x = matches!(update, Update::Leaky { .. }).then_some(&grad_x[..]);
+                    let given = forward(
+                        update,
+                        Activation::Tanh,
+                        &plain,
+                        Drive::Given(&drive),
+                        &init,
+                        d,
+                        1,
+                    );
+                    let rates = if given.rates.is_empty() { &given.states } else { &given.rates };
+                    let args = Backward { init: &init, rates, grad_h: &grad, grad_x, input: None };
+                    let want = backward(update, Activation::Tanh, &plain, &args, d, 1);
+                    for threads in [1, 2] {
+                        let what = format!("{what} threads={threads}");
+                        let drive = Drive::Projected(&input);
+                        let got =
+                            forward(update, Activation::Tanh, &wide, drive, &init, d, threads);
+                        close(&given.states, &got.states, &format!("{what}: states"));
+                        close(&given.rates, &got.rates, &format!("{what}: rates"));
+                        let rates = if got.rates.is_empty() { &got.states } else { &got.rates };
+                        let args = Backward {
+                            init: &init,
+                            rates,
+                            grad_h: &grad,
+                            grad_x,
+                            input: Some(&input),
+                        };
+                        let grads = backward(update, Activation::Tanh, &wide, &args, d, threads);
+                        close(&want.w, &grads.w, &format!("{what}: dL/dW"));
+                        close(&want.init, &grads.init, &format!("{what}: dL/dinit"));
+                        assert!(grads.drive.is_empty(), "{what}: no drive gradient");
+                        let (w_in_t, bias) = grads.input.expect("the projection's gradients");
+                        // dL/dW_in^T [c, j] = sum_r u[r, c] dL/dd[r, j]; dL/db = sum_r dL/dd[r].
+                        let rows = steps * batch;
+                        let want_w_in_t: Vec<f32> = (0..inputs * hidden)
+                            .map(|k| {
+                                let (c, j) = (k / hidden, k % hidden);
+                                (0..rows)
+                                    .map(|r| u[r * inputs + c] * want.drive[r * hidden + j])
+                                    .sum()
+                            })
+                            .collect();
+                        let want_bias: Vec<f32> = (0..hidden)
+                            .map(|j| (0..rows).map(|r| want.drive[r * hidden + j]).sum())
+                            .collect();
+                        close(&want_w_in_t, &w_in_t, &format!("{what}: dL/dW_in"));
+                        close(&want_bias, &bias, &format!("{what}: dL/db"));
                     }
                 }
             }

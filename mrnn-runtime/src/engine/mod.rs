@@ -21,6 +21,8 @@
 //! On the CPU (modules `cpu`, `gemm`, `pool`) the loops run inside the op's forward, on the
 //! tensors' own buffers: one product per step by a matrix packed once per call (an AVX-512
 //! microkernel where the CPU has it), fused elementwise loops, trials split over the threads.
+//! With few inputs the input projection can run inside the loop too
+//! ([`Recurrence::run_projected`]), so that the drive sequence and its gradient never exist.
 //! On other devices they run as candle ops, the same arithmetic.
 
 mod cpu;
@@ -38,6 +40,11 @@ use crate::Result;
 use crate::activation;
 pub use projection::{add_bias, project};
 pub use weights::effective_weights;
+
+/// Inputs up to this many (exclusive) have their projection run inside the loop by
+/// [`Recurrence::run_projected`]; with more, the products by `W_in` are wide enough to pay for a
+/// separate drive sequence (and the projection's own backward uses a GEMM from 64 on).
+pub const PROJECTED_INPUTS: usize = 64;
 
 /// One connected block of the recurrent matrix: destination rows, source columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,9 +125,42 @@ impl Recurrence {
         this.run_in_layout(w, drive, init)
     }
 
+    /// Runs the recurrence on the drive `u W_in^T + b` ([`project`]: `u` `[T, B, I]`, or
+    /// `[B, T, I]` when `batch_first`; `w_in` `[H, I]`, `bias` `[H]`). The same results and
+    /// gradients as [`Recurrence::run`] on the projected drive, but on the host, with fewer
+    /// than [`PROJECTED_INPUTS`] inputs and `u` carrying no gradient, the projection runs
+    /// inside the loop: the `[B, T, H]` drive is never written, and its gradient never exists
+    /// (the weight and bias gradients are summed step by step). Otherwise the drive is
+    /// projected first.
+    pub fn run_projected(
+        &self,
+        w: &Tensor,
+        (u, w_in, bias): (&Tensor, &Tensor, &Tensor),
+        init: &Tensor,
+        batch_first: bool,
+    ) -> Result<Sequences> {
+        let inputs = u.dims().last().copied().unwrap_or(0);
+        let hidden = w.dims().first().copied().unwrap_or(0);
+        let fits = u.rank() == 3 && w_in.dims() == [hidden, inputs] && bias.dims() == [hidden];
+        if !self.host_kernel(w)
+            || !fits
+            || u.track_op()
+            || inputs == 0
+            || inputs >= PROJECTED_INPUTS
+            || u.dtype() != DType::F32
+        {
+            // `project` names a shape mismatch.
+            return self.run(w, &project(u, w_in, bias)?, init, batch_first);
+        }
+        let weights = Tensor::cat(&[w, w_in, &bias.unsqueeze(1)?], 1)?;
+        let mut this = self.clone();
+        this.batch_first = batch_first;
+        this.run_on_host(&weights, u, init, Some(inputs))
+    }
+
     fn run_in_layout(&self, w: &Tensor, drive: &Tensor, init: &Tensor) -> Result<Sequences> {
         if self.host_kernel(w) {
-            return self.run_on_host(w, drive, init);
+            return self.run_on_host(w, drive, init, None);
         }
         let Computed { states, rates } =
             self.forward_tensors(&w.detach(), &drive.detach(), &init.detach())?;
@@ -129,6 +169,7 @@ impl Recurrence {
                 recurrence: self.clone(),
                 precomputed: Some(states),
                 host: HostRun::default(),
+                inputs: None,
             };
             w.apply_op3_arc(drive, init, std::sync::Arc::new(Box::new(op)))?
         } else {
@@ -157,10 +198,20 @@ impl Recurrence {
     /// dynamics `x` comes out of a second op, [`StatesOp`], whose backward hands `dL/dx` to the
     /// recurrence's: no `h = phi(x)` op, no copy of the rates, and the `phi'` of the backward is
     /// fused into the reverse loop.
-    fn run_on_host(&self, w: &Tensor, drive: &Tensor, init: &Tensor) -> Result<Sequences> {
+    ///
+    /// With `inputs`, `drive` is the input `u` and `w` is `[W | W_in | b]` (`[H, H + I + 1]`):
+    /// the projection runs in the loop ([`Recurrence::run_projected`]).
+    fn run_on_host(
+        &self,
+        w: &Tensor,
+        drive: &Tensor,
+        init: &Tensor,
+        inputs: Option<usize>,
+    ) -> Result<Sequences> {
         let (w, drive, init) = (w.contiguous()?, drive.contiguous()?, init.contiguous()?);
         let host = HostRun::default();
-        let op = RecurrenceOp { recurrence: self.clone(), precomputed: None, host: host.clone() };
+        let recurrence = self.clone();
+        let op = RecurrenceOp { recurrence, precomputed: None, host: host.clone(), inputs };
         let h = w.apply_op3_arc(&drive, &init, std::sync::Arc::new(Box::new(op)))?;
         let x = match self.update {
             Update::Elman => None,
@@ -220,14 +271,23 @@ impl Recurrence {
 
     /// The forward loop on the host, inside the op's CPU forward: returns the rates `h` (the
     /// op's output) and keeps the states `x` of a leaky run in `host` for [`StatesOp`].
+    /// `shape` is the output's; with `inputs`, `drive` is `u` and `w` is `[W | W_in | b]`.
     fn forward_host(
         &self,
         (w, drive, init): (&[f32], &[f32], &[f32]),
         shape: &Shape,
+        inputs: Option<usize>,
         host: &HostRun,
     ) -> Result<Vec<f32>> {
         let dims = self.dims(shape)?;
-        let matrix = cpu::Matrix { w, blocks: self.blocks.as_deref(), hidden: dims.hidden };
+        let hidden = dims.hidden;
+        let ld = hidden + inputs.map_or(0, |i| i + 1);
+        let matrix = cpu::Matrix { w, blocks: self.blocks.as_deref(), hidden, ld };
+        let input = inputs.map(|i| cpu::Input::new(drive, w, hidden, i));
+        let drive = match &input {
+            Some(input) => cpu::Drive::Projected(input),
+            None => cpu::Drive::Given(drive),
+        };
         let out =
             cpu::forward(self.update, self.activation, &matrix, drive, init, dims, dims.threads());
         Ok(match self.update {
@@ -243,36 +303,59 @@ impl Recurrence {
     /// gradient `grad` of the loss with respect to the op's output: after a host run the rates
     /// `h` (see [`Ran::Host`]), after a tensor-op run the states (`x` in total for leaky
     /// dynamics, `h` for Elman).
+    /// With [`Ran::Host`]'s `inputs`, `drive` is `u`, `w` is `[W | W_in | b]` and the second
+    /// gradient is `None` (`u` carries none).
     fn backward(
         &self,
-        w: &Tensor,
-        init: &Tensor,
+        (w, drive, init): (&Tensor, &Tensor, &Tensor),
         output: &Tensor,
         grad: &Tensor,
         ran: Ran,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
+    ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
         let dims = self.dims(output.shape())?;
         let (steps, batch, hidden) = (dims.steps, dims.batch, dims.hidden);
-        if let Ran::Host { grad_x } = ran {
+        if let Ran::Host { grad_x, inputs } = ran {
             let (grad, grad_x) = (grad.contiguous()?, grad_x.map(|g| g.contiguous()).transpose()?);
             let (w_host, init_host) = (HostSlice::of(w)?, HostSlice::of(init)?);
             let (rates, grad_host) = (HostSlice::of(output)?, HostSlice::of(&grad)?);
             let grad_x_host = grad_x.as_ref().map(HostSlice::of).transpose()?;
-            let matrix = cpu::Matrix { w: w_host.values(), blocks: self.blocks.as_deref(), hidden };
+            let u_host = inputs.map(|_| HostSlice::of(drive)).transpose()?;
+            let input = match (inputs, &u_host) {
+                (Some(i), Some(u)) => Some(cpu::Input::new(u.values(), w_host.values(), hidden, i)),
+                _ => None,
+            };
+            let ld = hidden + inputs.map_or(0, |i| i + 1);
+            let blocks = self.blocks.as_deref();
+            let matrix = cpu::Matrix { w: w_host.values(), blocks, hidden, ld };
             let args = cpu::Backward {
                 init: init_host.values(),
                 rates: rates.values(),
                 grad_h: grad_host.values(),
                 grad_x: grad_x_host.as_ref().map(HostSlice::values),
+                input: input.as_ref(),
             };
             let threads = dims.threads();
-            let (gw, gd, gi) =
-                cpu::backward(self.update, self.activation, &matrix, &args, dims, threads);
-            return Ok((
-                Tensor::from_vec(gw, (hidden, hidden), &Device::Cpu)?,
-                Tensor::from_vec(gd, output.shape(), &Device::Cpu)?,
-                Tensor::from_vec(gi, (batch, hidden), &Device::Cpu)?,
-            ));
+            let grads = cpu::backward(self.update, self.activation, &matrix, &args, dims, threads);
+            let grad_init = Tensor::from_vec(grads.init, (batch, hidden), &Device::Cpu)?;
+            return Ok(match grads.input {
+                // [dW | dW_in | db], row by row (the projection's gradients come as
+                // `[I, H]` = dW_in^T and `[H]`).
+                Some((w_in_t, bias)) => {
+                    let i = inputs.unwrap_or(0);
+                    let mut all = Vec::with_capacity(hidden * ld);
+                    for (r, row) in grads.w.chunks_exact(hidden).enumerate() {
+                        all.extend_from_slice(row);
+                        all.extend((0..i).map(|c| w_in_t[c * hidden + r]));
+                        all.push(bias[r]);
+                    }
+                    (Tensor::from_vec(all, (hidden, ld), &Device::Cpu)?, None, grad_init)
+                }
+                None => (
+                    Tensor::from_vec(grads.w, (hidden, hidden), &Device::Cpu)?,
+                    Some(Tensor::from_vec(grads.drive, output.shape(), &Device::Cpu)?),
+                    grad_init,
+                ),
+            });
         }
         let states = output;
         // Other devices: time-major tensor ops; the drive's gradient goes back in its layout.
@@ -281,7 +364,7 @@ impl Recurrence {
         };
         let (states, grad) = (&time_major(states)?, &time_major(grad)?);
         let (gw, gd, gi) = self.backward_tensors(w, init, states, grad, (steps, batch, hidden))?;
-        Ok((gw, time_major(&gd)?, gi))
+        Ok((gw, Some(time_major(&gd)?), gi))
     }
 
     /// [`Recurrence::backward`] with tensor ops, on time-major sequences.
@@ -454,8 +537,8 @@ impl HostRun {
 /// How a run's forward went, for its backward.
 enum Ran {
     /// On the host: the op's output is the rates; `grad_x` is `dL/dx` of a leaky run, when the
-    /// loss reads the states.
-    Host { grad_x: Option<Tensor> },
+    /// loss reads the states; `inputs`: the projection ran in the loop.
+    Host { grad_x: Option<Tensor>, inputs: Option<usize> },
     /// By tensor ops: the op's output is the states.
     TensorOps,
 }
@@ -501,6 +584,9 @@ struct RecurrenceOp {
     /// The states, when computed by tensor ops before the op was applied.
     precomputed: Option<Tensor>,
     host: HostRun,
+    /// `Some(I)`: the arguments are `([W | W_in | b], u, init)` and the projection runs in the
+    /// loop ([`Recurrence::run_projected`]).
+    inputs: Option<usize>,
 }
 
 impl CustomOp3 for RecurrenceOp {
@@ -525,12 +611,19 @@ impl CustomOp3 for RecurrenceOp {
             cpu_values(drive, drive_layout)?,
             cpu_values(init, init_layout)?,
         );
-        let shape = drive_layout.shape();
+        // The output has the drive's shape, or the input's with H features.
+        let shape = match self.inputs {
+            None => drive_layout.shape().clone(),
+            Some(_) => {
+                let (a, b, _) = drive_layout.shape().dims3()?;
+                Shape::from((a, b, w_layout.shape().dims2()?.0))
+            }
+        };
         let rates = self
             .recurrence
-            .forward_host(args, shape, &self.host)
+            .forward_host(args, &shape, self.inputs, &self.host)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok((CpuStorage::F32(rates), shape.clone()))
+        Ok((CpuStorage::F32(rates), shape))
     }
 
     #[cfg(feature = "cuda")]
@@ -552,20 +645,21 @@ impl CustomOp3 for RecurrenceOp {
     fn bwd(
         &self,
         w: &Tensor,
-        _drive: &Tensor,
+        drive: &Tensor,
         init: &Tensor,
         output: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let ran = match self.precomputed {
-            None => Ran::Host { grad_x: lock(&self.host.grad_x).take() },
+            None => Ran::Host { grad_x: lock(&self.host.grad_x).take(), inputs: self.inputs },
             Some(_) => Ran::TensorOps,
         };
+        let args = (&w.detach(), &drive.detach(), &init.detach());
         let (gw, gd, gi) = self
             .recurrence
-            .backward(&w.detach(), &init.detach(), &output.detach(), &grad.detach(), ran)
+            .backward(args, &output.detach(), &grad.detach(), ran)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok((Some(gw), Some(gd), Some(gi)))
+        Ok((Some(gw), gd, Some(gi)))
     }
 }
 
