@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use mrnn_ir::Activation;
 
-use super::fast_math::{AdjointTerms, add_row_products, adjoint_step, apply, blend, mul_slope};
+use super::fast_math::{AdjointTerms, adjoint_step, apply, blend, mul_slope};
 use super::gemm::{InPlace, Operand, Packed, PackedLhs, matmul_in_place, matmul_packed};
 use super::pool;
 use super::{Block, Update};
@@ -616,10 +616,8 @@ impl Loop<'_> {
         // With the projection in the loop: dL/dd_t goes to `step_out`, then into the weight and
         // bias gradients of the projection (`[I, H]` and `[H]`), with the step's inputs.
         let mut step_out = vec![0f32; if b.input.is_some() { nb * h } else { 0 }];
-        let mut inputs = b.input.map(|input| {
-            let i = input.inputs;
-            (vec![0f32; nb * i], vec![0f32; i * h], vec![0f32; h])
-        });
+        let mut inputs =
+            b.input.map(|input| (InputProducts::new(input.inputs, h, nb), vec![0f32; h]));
         // Leaky: a_t = dL/dx_{t+1} in total, from dL/dh_{t+1} (g_t) and dL/dx_{t+1} (e_t):
         //   a_t = phi'(x_{t+1}) (g_t + a a_{t+1} W) + (1 - a) a_{t+1} + e_t, dL/dd_t = a a_t.
         // Elman: a_t = dL/dz_{t+1} = phi'(z_{t+1}) (g_t + a_{t+1} W), dL/dd_t = a_t.
@@ -650,15 +648,13 @@ impl Loop<'_> {
                 };
                 adjoint_step(&terms, &mut cur[c..c + len], out);
             });
-            if let (Some(input), Some((u, acc, sums))) = (b.input, &mut inputs) {
-                let rows = input.rows(self.d, t, &self.trials);
-                for (r, row) in u.chunks_exact_mut(input.inputs).enumerate() {
-                    // SAFETY: `rows` was checked to lie in `input.u`.
-                    let src =
-                        unsafe { std::slice::from_raw_parts(rows.ptr.add(r * rows.rs), rows.k) };
-                    row.copy_from_slice(src);
+            if let (Some(input), Some((products, sums))) = (b.input, &mut inputs) {
+                products.push(input.rows(self.d, t, &self.trials), &step_out);
+                for row in step_out.chunks_exact(h) {
+                    for (s, &g) in sums.iter_mut().zip(row) {
+                        *s += g;
+                    }
                 }
-                add_row_products(&step_out, u, acc, sums);
             }
             if !last {
                 outer.push(&next, b.rates, step(t));
@@ -690,7 +686,7 @@ impl Loop<'_> {
         // Leaky: the adjoints pushed are dL/dx; dL/dd_t = a dL/dx_{t+1}.
         Share {
             w: outer.finish(leaky.then_some(alpha)),
-            input: inputs.map(|(_, acc, sums)| (acc, sums)),
+            input: inputs.map(|(products, sums)| (products.finish(), sums)),
         }
     }
 }
@@ -755,6 +751,65 @@ impl<'a> OuterProducts<'a> {
             }
         }
         self.grad
+    }
+}
+
+/// `dL/dW_in^T = sum_t u_t^T (dL/dd_t)` (`[I, H]`) for a projection run in the loop, summed
+/// like [`OuterProducts`]: the rows of several steps are collected and multiplied in by one
+/// product (one row at a time, the `[I, H]` sum is loaded and stored for every multiply-add).
+struct InputProducts {
+    inputs: usize,
+    hidden: usize,
+    sum: Vec<f32>,
+    u: Vec<f32>,
+    grads: Vec<f32>,
+    rows: usize,
+    lhs: PackedLhs,
+}
+
+impl InputProducts {
+    fn new(inputs: usize, hidden: usize, trials: usize) -> Self {
+        let rows = OuterProducts::DEPTH.div_ceil(trials).max(1) * trials;
+        InputProducts {
+            inputs,
+            hidden,
+            sum: vec![0f32; inputs * hidden],
+            u: Vec::with_capacity(rows * inputs),
+            grads: Vec::with_capacity(rows * hidden),
+            rows,
+            lhs: PackedLhs::default(),
+        }
+    }
+
+    /// Adds the pairs of the inputs `u` (read in place) and the contiguous drive gradients.
+    fn push(&mut self, u: InPlace, grads: &[f32]) {
+        for r in 0..u.m {
+            // SAFETY: the caller's `InPlace` rows lie in the input (checked by `Input::rows`).
+            let row = unsafe { std::slice::from_raw_parts(u.ptr.add(r * u.rs), u.k) };
+            self.u.extend_from_slice(row);
+        }
+        self.grads.extend_from_slice(grads);
+        if self.grads.len() >= self.rows * self.hidden {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let rows = self.grads.len() / self.hidden.max(1);
+        if rows > 0 {
+            let (i, h) = (self.inputs, self.hidden);
+            let rhs = Packed::from_rows(rows, h, |r| &self.grads[r * h..]);
+            // u^T: element (c, r) is u[r * I + c].
+            self.lhs.pack(Operand::new(&self.u, 1, i), i, rows);
+            matmul_packed(&mut self.sum, h, true, &self.lhs, 0, &rhs, 1.0, false);
+        }
+        self.u.clear();
+        self.grads.clear();
+    }
+
+    fn finish(mut self) -> Vec<f32> {
+        self.flush();
+        self.sum
     }
 }
 
