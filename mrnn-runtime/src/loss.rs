@@ -152,6 +152,44 @@ fn split<R: Send>(len: usize, parts: usize, sum: impl Fn(Range<usize>) -> R + Sy
     pool::run(len.div_ceil(per), |part| sum(part * per..len.min((part + 1) * per)))
 }
 
+/// A new gradient `[len]` written in one pass, `write(range, out)` filling `out` with elements
+/// `range`, split over the engine's threads like the forward's sums (large inputs). Nothing is
+/// zeroed first.
+fn gradient(
+    len: usize,
+    parts: usize,
+    write: impl Fn(Range<usize>, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    /// The spare capacity of the result, shared by the tasks (each writes its own range).
+    #[derive(Clone, Copy)]
+    struct Spare(*mut std::mem::MaybeUninit<f32>);
+    // SAFETY: the tasks write disjoint ranges, and the buffer outlives them (`pool::run` returns
+    // after all of them).
+    unsafe impl Send for Spare {}
+    unsafe impl Sync for Spare {}
+    impl Spare {
+        /// The range's elements (a method, so that closures capture the `Send` wrapper).
+        ///
+        /// # Safety
+        /// The range lies in the capacity, and no other task touches it.
+        unsafe fn range<'a>(self, r: &Range<usize>) -> &'a mut [std::mem::MaybeUninit<f32>] {
+            // SAFETY: forwarded from the caller.
+            unsafe { std::slice::from_raw_parts_mut(self.0.add(r.start), r.len()) }
+        }
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let spare = Spare(out.spare_capacity_mut().as_mut_ptr());
+    let per = len.div_ceil(parts.max(1)).max(1);
+    pool::run(len.div_ceil(per), |part| {
+        let r = part * per..len.min((part + 1) * per);
+        // SAFETY: `r` lies in `0..len`, within the capacity; the parts' ranges are disjoint.
+        write(r.clone(), unsafe { spare.range(&r) });
+    });
+    // SAFETY: the parts cover `0..len`, and each wrote every element of its range.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// A sum of f32 terms taken a block at a time (see [`BLOCK`]).
 ///
 /// Each kernel below first writes a block's terms into a buffer, then adds the buffer: two
@@ -274,8 +312,12 @@ impl CustomOp1 for MeanSquare {
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let scale = (2.0 * incoming(grad)? / x.elem_count() as f64) as f32;
         let (storage, layout) = x.storage_and_layout();
-        // Collected, so the gradient is written once (no zeroed buffer first).
-        let out: Vec<f32> = values(&storage, layout)?.iter().map(|&v| scale * v).collect();
+        let x_values = values(&storage, layout)?;
+        let out = gradient(x_values.len(), self.parts, |r, out| {
+            for (o, &v) in out.iter_mut().zip(&x_values[r]) {
+                o.write(scale * v);
+            }
+        });
         Ok(Some(Tensor::from_vec(out, x.shape(), &Device::Cpu)?))
     }
 }
@@ -314,7 +356,11 @@ impl CustomOp2 for Mse {
         let ((p_storage, p_layout), (t_storage, t_layout)) =
             (p.storage_and_layout(), t.storage_and_layout());
         let (p_values, t_values) = (values(&p_storage, p_layout)?, values(&t_storage, t_layout)?);
-        let out: Vec<f32> = p_values.iter().zip(t_values).map(|(&p, &t)| scale * (p - t)).collect();
+        let out = gradient(p_values.len(), self.parts, |r, out| {
+            for ((o, &p), &t) in out.iter_mut().zip(&p_values[r.clone()]).zip(&t_values[r]) {
+                o.write(scale * (p - t));
+            }
+        });
         Ok((Some(Tensor::from_vec(out, p.shape(), &Device::Cpu)?), None))
     }
 }
@@ -371,9 +417,12 @@ impl CustomOp3 for MaskedMse {
             values(&t_storage, t_layout)?,
             values(&m_storage, m_layout)?,
         );
-        let out: Vec<f32> = (p_values.iter().zip(t_values).zip(m_values))
-            .map(|((&p, &t), &m)| scale * (p - t) * m)
-            .collect();
+        let out = gradient(p_values.len(), self.parts, |r, out| {
+            let (p, t, m) = (&p_values[r.clone()], &t_values[r.clone()], &m_values[r]);
+            for (((o, &p), &t), &m) in out.iter_mut().zip(p).zip(t).zip(m) {
+                o.write(scale * (p - t) * m);
+            }
+        });
         Ok((Some(Tensor::from_vec(out, p.shape(), &Device::Cpu)?), None, None))
     }
 }
