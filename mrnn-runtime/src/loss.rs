@@ -16,7 +16,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Storage, Tensor,
 };
 
-use crate::engine::pool;
+use crate::engine::{cpu_values, pool};
 use crate::{Error, Result};
 
 /// `mean(x^2)` over all elements of `x`: a scalar (rank-0) tensor, differentiable with respect
@@ -262,16 +262,6 @@ fn masked_sums(p: &[f32], t: &[f32], m: &[f32]) -> (f64, f64) {
         count += f64::from(m);
     }
     (weighted, count)
-}
-
-/// The values of a contiguous f32 argument of a custom op's CPU forward.
-fn cpu_values<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => Err(candle_core::Error::Msg(
-            "the fused loss needs contiguous f32 CPU tensors".to_owned(),
-        )),
-    }
 }
 
 /// The values of a contiguous f32 CPU tensor, borrowed from its storage in a backward.

@@ -899,6 +899,19 @@ mod tests {
     use super::*;
     use crate::engine::tests::values;
 
+    /// Scales the first `hidden` columns of each row (`ld` apart) of `w` to a stable recurrent
+    /// matrix, zero outside `blocks`.
+    fn within_blocks(w: &mut [f32], hidden: usize, ld: usize, blocks: &[Block]) {
+        for (i, row) in w.chunks_exact_mut(ld).enumerate() {
+            for (j, v) in row[..hidden].iter_mut().enumerate() {
+                if !blocks.iter().any(|b| b.rows.contains(&i) && b.cols.contains(&j)) {
+                    *v = 0.0;
+                }
+                *v *= 0.4;
+            }
+        }
+    }
+
     /// Trials split over threads give the same sequences and gradients as one thread, in both
     /// layouts, dense and by blocks, leaky and Elman, with uneven splits (5 trials, 2 and 3
     /// threads).
@@ -911,14 +924,7 @@ mod tests {
             Block { rows: 0..4, cols: 6..9 },
         ];
         let mut w = values(hidden * hidden, 1);
-        for (i, row) in w.chunks_exact_mut(hidden).enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                if !blocks.iter().any(|b| b.rows.contains(&i) && b.cols.contains(&j)) {
-                    *v = 0.0;
-                }
-                *v *= 0.4;
-            }
-        }
+        within_blocks(&mut w, hidden, hidden, &blocks);
         let (drive, init, grad, grad_x) = (
             values(steps * batch * hidden, 2),
             values(batch * hidden, 3),
@@ -980,14 +986,7 @@ mod tests {
         let blocks = [Block { rows: 0..4, cols: 0..7 }, Block { rows: 4..7, cols: 2..5 }];
         // [W | W_in | b], W zero outside the blocks.
         let mut weights = values(hidden * ld, 11);
-        for (i, row) in weights.chunks_exact_mut(ld).enumerate() {
-            for (j, v) in row[..hidden].iter_mut().enumerate() {
-                if !blocks.iter().any(|b| b.rows.contains(&i) && b.cols.contains(&j)) {
-                    *v = 0.0;
-                }
-                *v *= 0.4;
-            }
-        }
+        within_blocks(&mut weights, hidden, ld, &blocks);
         let (u, init, grad, grad_x) = (
             values(steps * batch * inputs, 12),
             values(batch * hidden, 13),

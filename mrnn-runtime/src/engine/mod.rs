@@ -495,8 +495,12 @@ impl<G: std::ops::Deref<Target = candle_core::Storage>> HostSlice<G> {
     }
 }
 
-/// The values of a contiguous `f32` slice of a custom op's CPU argument.
-fn cpu_values<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The values of a contiguous `f32` slice of a custom op's CPU argument (the engine's ops and
+/// the fused losses of [`crate::loss`]).
+pub(crate) fn cpu_values<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
         _ => Err(candle_core::Error::Msg(
