@@ -6,8 +6,11 @@
 //! floats) and a register-blocked microkernel ([`MR_MAX`] rows x [`NR`] columns of
 //! accumulators; the left operand is broadcast from memory) runs over them. The left operand is
 //! either packed by row blocks ([`PackedLhs`], for the weight gradient's transposed operand) or
-//! read in place ([`InPlace`], the rows of one step wherever they lie in a sequence). The `gemm`
-//! crate that candle uses has no stable AVX-512 kernel and repacks its operands on every call:
+//! read in place ([`InPlace`], the rows of one step wherever they lie in a sequence). Sums of
+//! outer products of the rows of a small network (its weight gradients) read both operands in
+//! place ([`add_outer_products`]: the left one transposed, the right one by masked loads).
+//!
+//! The `gemm` crate that candle uses has no stable AVX-512 kernel and repacks its operands on every call:
 //! at `[32 x 1024] x [1024 x 1024]` it ran ~40 GFLOP/s per thread here. Elsewhere (AVX2, ARM)
 //! the products go through the `gemm` crate, on a contiguous row-major copy of the operand.
 //!
@@ -264,7 +267,8 @@ fn matmul_packed_on(
     assert_eq!(lhs.row_blocks, rhs.kernel() == Kernel::Avx512, "operands packed for two kernels");
     // SAFETY: bounds checked above; `dst` is borrowed mutably, so no operand aliases it.
     unsafe {
-        product(dst.as_mut_ptr(), ld, accumulate, Lhs::Packed { lhs, k0 }, rhs, scale, threads);
+        let (lhs, rhs) = (Lhs::Packed { lhs, k0 }, Rhs::Packed(rhs));
+        product(dst.as_mut_ptr(), ld, accumulate, lhs, rhs, scale, threads);
     }
 }
 
@@ -302,7 +306,47 @@ pub(super) unsafe fn matmul_in_place(
     assert!(rhs.k <= lhs.k, "matmul operands out of bounds");
     let threads = if parallel { super::pool::threads() } else { 1 };
     // SAFETY: forwarded from the caller.
-    unsafe { product(dst, ld, accumulate, Lhs::InPlace(lhs), rhs, scale, threads) };
+    unsafe { product(dst, ld, accumulate, Lhs::InPlace(lhs), Rhs::Packed(rhs), scale, threads) };
+}
+
+/// `dst (m x n, row stride ld) += scale * sum_p a_p^T b_p`: the outer products of `k` pairs of
+/// rows, `a_p` of `m` floats and `b_p` of `n` floats (`a` is `k` rows of `m`, `b` `k` rows of
+/// `n`), summed on the calling thread. Both are read where they lie, unpacked: a weight
+/// gradient `adjoints^T rates` of a small network then costs no copy of either sequence. With
+/// rows a few hundred bytes long the unit-stride reads of the microkernel stay cheap; long rows
+/// (a large `H`) are better packed first (rows 4 KiB apart share cache sets).
+///
+/// # Safety
+/// `a` and `b` must be valid for reads of their rows, `dst` valid for reads and writes of `m`
+/// rows of `n` floats `ld` apart, and nobody else may write any of them meanwhile; `dst` may
+/// not overlap the others.
+pub(super) unsafe fn add_outer_products(
+    dst: *mut f32,
+    ld: usize,
+    a: InPlace,
+    b: InPlace,
+    scale: f32,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { outer_products_on(Kernel::detect(), dst, ld, a, b, scale) };
+}
+
+/// [`add_outer_products`] on `kernel`.
+///
+/// # Safety
+/// As [`add_outer_products`]; AVX-512F available for [`Kernel::Avx512`].
+unsafe fn outer_products_on(
+    kernel: Kernel,
+    dst: *mut f32,
+    ld: usize,
+    a: InPlace,
+    b: InPlace,
+    scale: f32,
+) {
+    assert_eq!(a.m, b.m, "outer products of unpaired rows");
+    let lhs = Lhs::Transposed { ptr: a.ptr, rs: a.rs, m: a.k };
+    // SAFETY: forwarded from the caller; one thread.
+    unsafe { product(dst, ld, true, lhs, Rhs::InPlace(b, kernel), scale, 1) };
 }
 
 /// The left operand of a product.
@@ -314,6 +358,13 @@ enum Lhs<'a> {
         k0: usize,
     },
     InPlace(InPlace),
+    /// The transpose of rows read in place: element `(i, p)` is at `ptr + p * rs + i`, for
+    /// `i < m`.
+    Transposed {
+        ptr: *const f32,
+        rs: usize,
+        m: usize,
+    },
 }
 
 impl Lhs<'_> {
@@ -321,27 +372,64 @@ impl Lhs<'_> {
         match self {
             Lhs::Packed { lhs, .. } => lhs.m,
             Lhs::InPlace(lhs) => lhs.m,
+            Lhs::Transposed { m, .. } => m,
+        }
+    }
+
+    /// Where element `(0, 0)` lies, and the steps to the next row and to the next column (for
+    /// the `gemm` crate: a packed operand is then row-major).
+    fn layout(self) -> (*const f32, usize, usize) {
+        match self {
+            Lhs::Packed { lhs, k0 } => (lhs.data[k0..].as_ptr(), lhs.k, 1),
+            Lhs::InPlace(lhs) => (lhs.ptr, lhs.rs, 1),
+            Lhs::Transposed { ptr, rs, .. } => (ptr, 1, rs),
         }
     }
 }
 
-/// The product of [`matmul_packed_on`] and [`matmul_in_place`], split by column panels over
-/// `threads` when large.
+/// The right operand of a product.
+#[derive(Clone, Copy)]
+enum Rhs<'a> {
+    Packed(&'a Packed),
+    /// `m` rows of `k` floats (the operand is `m x k`) read in place, by the products of
+    /// `kernel`.
+    InPlace(InPlace, Kernel),
+}
+
+impl Rhs<'_> {
+    fn rows(self) -> usize {
+        match self {
+            Rhs::Packed(rhs) => rhs.k,
+            Rhs::InPlace(rhs, _) => rhs.m,
+        }
+    }
+
+    fn cols(self) -> usize {
+        match self {
+            Rhs::Packed(rhs) => rhs.n,
+            Rhs::InPlace(rhs, _) => rhs.k,
+        }
+    }
+}
+
+/// The product of [`matmul_packed_on`], [`matmul_in_place`] and [`add_outer_products`], split
+/// by column panels over `threads` when large.
 ///
 /// # Safety
-/// `dst` valid for writes of the `m x rhs.n` result with row stride `ld` and not aliased by the
-/// operands; `lhs` valid for reads of `m` rows of its columns up to `rhs.k` (from `k0`).
+/// `dst` valid for writes of the `m x n` result with row stride `ld` and not aliased by the
+/// operands; `lhs` valid for reads of `m` rows of its columns up to `rhs.rows()` (from `k0`),
+/// and `rhs` of its rows when read in place.
 #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
 unsafe fn product(
     dst: *mut f32,
     ld: usize,
     accumulate: bool,
     lhs: Lhs<'_>,
-    rhs: &Packed,
+    rhs: Rhs<'_>,
     scale: f32,
     threads: usize,
 ) {
-    let (m, n, k) = (lhs.rows(), rhs.n, rhs.k);
+    let (m, n, k) = (lhs.rows(), rhs.cols(), rhs.rows());
     if m == 0 || n == 0 {
         return;
     }
@@ -357,32 +445,33 @@ unsafe fn product(
     let panels = n.div_ceil(NR);
     let threads = threads.min(panels);
     let base = SendPtr(dst);
-    let lhs = SendLhs(lhs);
+    let operands = Operands(lhs, rhs);
     // SAFETY (both calls below): the caller guarantees the bounds and that nothing aliases
     // `dst`; each task writes only its own columns.
     if threads > 1 && m * n * k >= PARALLEL_MIN {
         let per_task = panels.div_ceil(threads) * NR;
         super::pool::run(n.div_ceil(per_task), |task| {
             let cols = task * per_task..n.min((task + 1) * per_task);
-            unsafe { columns(base, ld, cols, accumulate, lhs.get(), rhs, scale) };
+            let (lhs, rhs) = operands.get();
+            unsafe { columns(base, ld, cols, accumulate, lhs, rhs, scale) };
         });
     } else {
-        unsafe { columns(base, ld, 0..n, accumulate, lhs.get(), rhs, scale) };
+        unsafe { columns(base, ld, 0..n, accumulate, lhs, rhs, scale) };
     }
 }
 
-/// A left operand handed to the tasks of one product, which only read it.
+/// The operands handed to the tasks of one product, which only read them.
 #[derive(Clone, Copy)]
-struct SendLhs<'a>(Lhs<'a>);
+struct Operands<'a>(Lhs<'a>, Rhs<'a>);
 
-// SAFETY: the operand is only read, and outlives the scoped tasks of the product.
-unsafe impl Send for SendLhs<'_> {}
-unsafe impl Sync for SendLhs<'_> {}
+// SAFETY: the operands are only read, and outlive the scoped tasks of the product.
+unsafe impl Send for Operands<'_> {}
+unsafe impl Sync for Operands<'_> {}
 
-impl<'a> SendLhs<'a> {
-    /// The operand (a method, so that closures capture the `Send` wrapper, not its field).
-    fn get(self) -> Lhs<'a> {
-        self.0
+impl<'a> Operands<'a> {
+    /// The operands (a method, so that closures capture the `Send` wrapper, not its fields).
+    fn get(self) -> (Lhs<'a>, Rhs<'a>) {
+        (self.0, self.1)
     }
 }
 
@@ -432,35 +521,40 @@ fn pack_row_blocks(lhs: Operand<'_>, m: usize, k: usize, out: &mut [f32]) {
 ///
 /// # Safety
 /// `dst` must be valid for writes of the whole `m x n` result with row stride `ld`, and no
-/// other thread may touch its columns `cols`.
+/// other thread may touch its columns `cols`; the operands as for [`product`].
 unsafe fn columns(
     dst: SendPtr,
     ld: usize,
     cols: std::ops::Range<usize>,
     accumulate: bool,
     lhs: Lhs<'_>,
-    rhs: &Packed,
+    rhs: Rhs<'_>,
     scale: f32,
 ) {
     let m = lhs.rows();
-    match &rhs.layout {
+    // The right operand's element (0, 0) and row step for the `gemm` crate, or the panels.
+    let row_major = match rhs {
+        Rhs::Packed(Packed { layout: Layout::RowMajor(data), n, .. }) => Some((data.as_ptr(), *n)),
+        Rhs::Packed(Packed { layout: Layout::Panels(_), .. }) | Rhs::InPlace(_, Kernel::Avx512) => {
+            None
+        }
+        Rhs::InPlace(b, Kernel::Portable) => Some((b.ptr, b.rs)),
+    };
+    match row_major {
         #[cfg(target_arch = "x86_64")]
-        Layout::Panels(panels) => {
-            // SAFETY: `Panels` exist only where AVX-512 was detected, and a packed left operand
-            // is packed by row blocks to match (checked by `matmul_packed_on`); the caller
-            // guarantees the bounds of `dst` and `lhs`.
-            unsafe { avx512::columns(dst.0, ld, cols, accumulate, lhs, rhs, panels, scale) };
+        None => {
+            // SAFETY: panels, and in-place operands on this path, exist only where AVX-512 was
+            // detected, and a packed left operand is packed by row blocks to match (checked by
+            // `matmul_packed_on`); the caller guarantees the bounds of `dst` and the operands.
+            unsafe { avx512::columns(dst.0, ld, cols, accumulate, lhs, rhs, scale) };
         }
         #[cfg(not(target_arch = "x86_64"))]
-        Layout::Panels(_) => unreachable!("panels are packed only on x86_64"),
-        Layout::RowMajor(data) => {
-            let (n, k) = (cols.len(), rhs.k);
-            let (a, a_rs) = match lhs {
-                Lhs::Packed { lhs, k0 } => (lhs.data[k0..].as_ptr(), lhs.k),
-                Lhs::InPlace(lhs) => (lhs.ptr, lhs.rs),
-            };
-            // SAFETY: the caller guarantees the bounds of `dst` and `lhs` (`m` rows of stride
-            // `a_rs`); `data` is `k x rhs.n` row-major.
+        None => unreachable!("the AVX-512 kernel runs only on x86_64"),
+        Some((b, b_rs)) => {
+            let (n, k) = (cols.len(), rhs.rows());
+            let (a, a_rs, a_cs) = lhs.layout();
+            // SAFETY: the caller guarantees the bounds of `dst` and the operands (`m` rows of
+            // `lhs` as its layout says, `k` rows of `rhs` `b_rs` apart).
             unsafe {
                 gemm::gemm(
                     m,
@@ -471,11 +565,11 @@ unsafe fn columns(
                     ld.cast_signed(),
                     accumulate,
                     a,
-                    1,
+                    a_cs.cast_signed(),
                     a_rs.cast_signed(),
-                    data.as_ptr().add(cols.start),
+                    b.add(cols.start),
                     1,
-                    rhs.n.cast_signed(),
+                    b_rs.cast_signed(),
                     1.0,
                     scale,
                     false,
@@ -498,35 +592,42 @@ mod avx512 {
         _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{KC, Lhs, MR_MAX, NR, Packed, row_blocks};
+    use super::{KC, Layout, Lhs, MR_MAX, NR, Packed, Rhs, row_blocks};
 
     /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks or in
-    /// place.
+    /// place, `rhs` packed in panels or in place.
     ///
     /// # Safety
-    /// AVX-512F must be available; `dst` valid for the `m x rhs.n` result with row stride
-    /// `ld`; `lhs` packed by row blocks with columns `k0..k0 + rhs.k`, or valid for reads of
-    /// `m` rows of `rhs.k` floats; `panels` is `rhs`'s packing.
+    /// AVX-512F must be available; `dst` valid for the `m x n` result with row stride `ld`;
+    /// `lhs` packed by row blocks with columns `k0..k0 + k`, or valid for reads of its `m` rows
+    /// (or columns) of `k` floats; `rhs` packed in panels, or valid for reads of its rows.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments, reason = "one GEMM call's operands")]
     pub(super) unsafe fn columns(
         dst: *mut f32,
         ld: usize,
         cols: std::ops::Range<usize>,
         accumulate: bool,
         lhs: Lhs<'_>,
-        rhs: &Packed,
-        panels: &[f32],
+        rhs: Rhs<'_>,
         scale: f32,
     ) {
-        let (n, k, m) = (rhs.n, rhs.k, lhs.rows());
-        let stream = std::mem::size_of_val(panels) > STREAM_MIN;
+        let (n, k, m) = (rhs.cols(), rhs.rows(), lhs.rows());
+        // Where row p0 of panel q starts, and the step to the next row.
+        let (b_base, b_panel, b_step, b_in_place, stream) = match rhs {
+            Rhs::Packed(Packed { layout: Layout::Panels(panels), .. }) => {
+                let stream = std::mem::size_of_val(panels.as_slice()) > STREAM_MIN;
+                (panels.as_ptr(), k * NR, NR, false, stream)
+            }
+            Rhs::Packed(Packed { layout: Layout::RowMajor(_), .. }) => {
+                unreachable!("row-major operands go to the gemm crate")
+            }
+            Rhs::InPlace(b, _) => (b.ptr, NR, b.rs, true, false),
+        };
         let tile = |q: usize, p0: usize| {
             let kc = KC.min(k - p0);
             let add = accumulate || p0 > 0;
             let width = NR.min(n - q * NR);
-            // SAFETY: panel `q` holds `k` rows of NR floats; the rows p0..p0 + kc exist.
-            let b = unsafe { panels.as_ptr().add((q * k + p0) * NR) };
+            let b = b_base.wrapping_add(q * b_panel + p0 * b_step);
             for (i0, mr) in row_blocks(m) {
                 // Where column p0 of rows i0.. starts, and the steps to the next column and row.
                 let (a, a_step, a_row) = match lhs {
@@ -536,13 +637,28 @@ mod avx512 {
                         (lhs.data.as_ptr().add(i0 * lhs.k + (k0 + p0) * mr), mr, 1)
                     },
                     Lhs::InPlace(lhs) => (lhs.ptr.wrapping_add(i0 * lhs.rs + p0), 1, lhs.rs),
+                    Lhs::Transposed { ptr, rs, .. } => (ptr.wrapping_add(p0 * rs + i0), rs, 1),
                 };
                 // SAFETY: the operands hold what the tile reads (above, and the caller for
-                // in-place rows); rows i0..i0 + mr, columns q * NR..q * NR + width of `dst`
-                // exist.
+                // operands in place); rows i0..i0 + mr, columns q * NR..q * NR + width of
+                // `dst` exist.
                 unsafe {
                     let c = dst.add(i0 * ld + q * NR);
-                    let tile = Tile { kc, a, a_step, a_row, stream, b, c, ld, width, add, scale };
+                    let tile = Tile {
+                        kc,
+                        a,
+                        a_step,
+                        a_row,
+                        stream,
+                        b,
+                        b_step,
+                        b_in_place,
+                        c,
+                        ld,
+                        width,
+                        add,
+                        scale,
+                    };
                     tile.run(mr);
                 }
             }
@@ -587,8 +703,11 @@ mod avx512 {
         a_row: usize,
         /// Prefetch the panel ahead (a right operand that does not fit in L2).
         stream: bool,
-        /// `kc` rows of [`NR`] floats.
+        /// `kc` rows of [`NR`] floats, `b_step` apart: a packed panel (`b_step` = [`NR`]), or
+        /// rows in place (`b_in_place`: only their first `width` floats are read).
         b: *const f32,
+        b_step: usize,
+        b_in_place: bool,
         c: *mut f32,
         ld: usize,
         width: usize,
@@ -604,31 +723,35 @@ mod avx512 {
             // One instance per row count, left operand layout and prefetching: the packed
             // instance keeps constant offsets, and panels in L2 pay no prefetch instructions.
             macro_rules! by_rows {
-                ($strided:literal, $stream:literal) => {
+                ($strided:literal, $stream:literal, $b_in_place:literal) => {
                     match mr {
-                        1 => self.rows::<1, $strided, $stream>(),
-                        2 => self.rows::<2, $strided, $stream>(),
-                        3 => self.rows::<3, $strided, $stream>(),
-                        4 => self.rows::<4, $strided, $stream>(),
-                        5 => self.rows::<5, $strided, $stream>(),
-                        6 => self.rows::<6, $strided, $stream>(),
-                        7 => self.rows::<7, $strided, $stream>(),
-                        8 => self.rows::<8, $strided, $stream>(),
-                        9 => self.rows::<9, $strided, $stream>(),
-                        10 => self.rows::<10, $strided, $stream>(),
-                        11 => self.rows::<11, $strided, $stream>(),
-                        12 => self.rows::<12, $strided, $stream>(),
+                        1 => self.rows::<1, $strided, $stream, $b_in_place>(),
+                        2 => self.rows::<2, $strided, $stream, $b_in_place>(),
+                        3 => self.rows::<3, $strided, $stream, $b_in_place>(),
+                        4 => self.rows::<4, $strided, $stream, $b_in_place>(),
+                        5 => self.rows::<5, $strided, $stream, $b_in_place>(),
+                        6 => self.rows::<6, $strided, $stream, $b_in_place>(),
+                        7 => self.rows::<7, $strided, $stream, $b_in_place>(),
+                        8 => self.rows::<8, $strided, $stream, $b_in_place>(),
+                        9 => self.rows::<9, $strided, $stream, $b_in_place>(),
+                        10 => self.rows::<10, $strided, $stream, $b_in_place>(),
+                        11 => self.rows::<11, $strided, $stream, $b_in_place>(),
+                        12 => self.rows::<12, $strided, $stream, $b_in_place>(),
                         _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
                     }
                 };
             }
             // SAFETY: forwarded from the caller.
             unsafe {
-                match (self.a_row != 1, self.stream) {
-                    (false, false) => by_rows!(false, false),
-                    (false, true) => by_rows!(false, true),
-                    (true, false) => by_rows!(true, false),
-                    (true, true) => by_rows!(true, true),
+                match (self.a_row != 1, self.stream, self.b_in_place) {
+                    (false, false, false) => by_rows!(false, false, false),
+                    (false, true, false) => by_rows!(false, true, false),
+                    (true, false, false) => by_rows!(true, false, false),
+                    (true, true, false) => by_rows!(true, true, false),
+                    // Rows in place pair with a transposed left operand (`add_outer_products`)
+                    // and are never prefetched.
+                    (false, false, true) => by_rows!(false, false, true),
+                    (_, _, true) => unreachable!("right operands in place pair with `Transposed`"),
                 }
             }
         }
@@ -637,7 +760,14 @@ mod avx512 {
         /// As [`Tile::run`].
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn rows<const MR: usize, const STRIDED: bool, const STREAM: bool>(&self) {
+        unsafe fn rows<
+            const MR: usize,
+            const STRIDED: bool,
+            const STREAM: bool,
+            const B_IN_PLACE: bool,
+        >(
+            &self,
+        ) {
             // MR_MAX-long arrays indexed by constants only (the `unroll!` below): they live in
             // registers, and the rows past MR are dead code.
             let mut lo: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
@@ -645,9 +775,15 @@ mod avx512 {
             macro_rules! unroll {
                 ($body:ident: $($i:literal)*) => { $( if $i < MR { $body!($i); } )* };
             }
+            let mask = |from: usize| -> u16 {
+                let cols = self.width.saturating_sub(from).min(16);
+                ((1u32 << cols) - 1) as u16
+            };
+            let (m0, m1) = (mask(0), mask(16));
             let (mut a, mut b) = (self.a, self.b);
-            // SAFETY: `b` holds kc rows of NR floats, `a` kc columns of MR floats. Pointers
-            // advance with `wrapping_add` (no overflow checks in the hot loop).
+            // SAFETY: `b` holds kc rows of NR floats (of `width` in place: the masked loads
+            // read no further), `a` kc columns of MR floats. Pointers advance with
+            // `wrapping_add` (no overflow checks in the hot loop).
             unsafe {
                 for _ in 0..self.kc {
                     // A right operand larger than L2 streams from L3 (`W` at H = 1024): ask for
@@ -657,8 +793,14 @@ mod avx512 {
                         _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR).cast());
                         _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * NR + 16).cast());
                     }
-                    let b0 = _mm512_loadu_ps(b);
-                    let b1 = _mm512_loadu_ps(b.wrapping_add(16));
+                    let (b0, b1) = if B_IN_PLACE {
+                        (
+                            _mm512_maskz_loadu_ps(m0, b),
+                            _mm512_maskz_loadu_ps(m1, b.wrapping_add(16)),
+                        )
+                    } else {
+                        (_mm512_loadu_ps(b), _mm512_loadu_ps(b.wrapping_add(16)))
+                    };
                     macro_rules! fma {
                         ($i:literal) => {
                             // An intrinsic load: a raw deref would carry debug-build checks.
@@ -670,15 +812,10 @@ mod avx512 {
                     }
                     unroll!(fma: 0 1 2 3 4 5 6 7 8 9 10 11);
                     a = a.wrapping_add(self.a_step);
-                    b = b.wrapping_add(NR);
+                    b = b.wrapping_add(if B_IN_PLACE { self.b_step } else { NR });
                 }
             }
             let scale = _mm512_set1_ps(self.scale);
-            let mask = |from: usize| -> u16 {
-                let cols = self.width.saturating_sub(from).min(16);
-                ((1u32 << cols) - 1) as u16
-            };
-            let (m0, m1) = (mask(0), mask(16));
             // SAFETY: row i of `c` has `width` writable floats; masked lanes are not touched.
             unsafe {
                 macro_rules! store {
@@ -775,7 +912,7 @@ mod tests {
                             ld,
                             accumulate,
                             Lhs::InPlace(lhs),
-                            &rhs,
+                            Rhs::Packed(&rhs),
                             0.5,
                             threads,
                         );
@@ -793,6 +930,48 @@ mod tests {
                             "{kernel:?} {m}x{n}x{k} accumulate={accumulate}: {x} != {y}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// Sums of outer products of rows read in place (rows further apart than they are long,
+    /// widths across the panel edges) equal the plain triple loop on every kernel.
+    #[test]
+    fn outer_products_in_place_equal_the_triple_loop() {
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        for kernel in kernels {
+            // (m, n, k): the rows of `a` are m long, those of `b` n long, k pairs.
+            for (m, n, k) in [(1, 1, 1), (30, 30, 256), (13, 3, 300), (3, 30, 17), (40, 70, 513)] {
+                let (a_rs, b_rs, ld) = (m + 5, n + 9, n + 2);
+                let a = values(k * a_rs, 11);
+                let b = values(k * b_rs, 12);
+                let mut dst = values(m * ld, 13);
+                let mut expected = dst.clone();
+                let rows = |ptr: &[f32], rs, len| InPlace { ptr: ptr.as_ptr(), rs, m: k, k: len };
+                // SAFETY: `a` holds k rows of m floats a_rs apart, `b` k rows of n floats b_rs
+                // apart, `dst` m rows of n floats ld apart; three buffers.
+                unsafe {
+                    outer_products_on(
+                        kernel,
+                        dst.as_mut_ptr(),
+                        ld,
+                        rows(&a, a_rs, m),
+                        rows(&b, b_rs, n),
+                        0.5,
+                    );
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f32 = (0..k).map(|p| a[p * a_rs + i] * b[p * b_rs + j]).sum();
+                        expected[i * ld + j] += 0.5 * dot;
+                    }
+                }
+                for (x, y) in dst.iter().zip(&expected) {
+                    assert!((x - y).abs() < 1e-3, "{kernel:?} {m}x{n}x{k}: {x} != {y}");
                 }
             }
         }

@@ -244,8 +244,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         once()?;
         ms.push((start.elapsed().as_secs_f64() * 1e6).round() / 1e3);
     }
-    let threads =
-        std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let setting = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
+    let threads = setting("RAYON_NUM_THREADS").unwrap_or(0);
+    // How long candle's workers spin between operations (see `ensure_threads`): it moves small
+    // runs' times by a third, so a record says what it ran with.
+    let spin_limit = setting(mrnn_runtime::threads::SPIN_LIMIT_VAR);
     let pass = match args.pass {
         Pass::Fwd => "fwd",
         Pass::Fwdbwd => "fwdbwd",
@@ -253,7 +256,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let line = serde_json::json!({
         "impl": "mrnn", "case": case, "H": h, "I": i, "B": b, "T": t, "pass": pass,
-        "threads": threads, "device": args.device, "product": product, "ms": ms,
+        "threads": threads, "spin_limit": spin_limit, "device": args.device, "product": product, "ms": ms,
     });
     println!("{line}");
     Ok(())
