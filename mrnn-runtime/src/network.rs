@@ -107,6 +107,10 @@ pub struct Forward {
     /// `Some(seed)`: add hidden and input noise with the network's noise levels, drawn from a
     /// `ChaCha8` RNG seeded with `seed`. `None`: no noise.
     pub noise: Option<u64>,
+    /// Return the rates only ([`Trajectory::x`] `None` for leaky dynamics too): the states are
+    /// then never stored, which saves their memory (see
+    /// [`crate::engine::Recurrence::without_states`]). For callers that read `h` only.
+    pub rates_only: bool,
 }
 
 impl Forward {
@@ -150,13 +154,20 @@ impl Forward {
         self.noise = Some(seed);
         self
     }
+
+    /// Returns the rates only (see [`Forward::rates_only`]).
+    #[must_use]
+    pub fn rates_only(mut self) -> Forward {
+        self.rates_only = true;
+        self
+    }
 }
 
 /// The result of a forward pass, in the input's layout (`[B, T, H]` when batch first, else
 /// `[T, B, H]`), for steps `1..=T`.
 #[derive(Clone, Debug)]
 pub struct Trajectory {
-    /// Pre-activations `x_1..x_T` (leaky dynamics only).
+    /// Pre-activations `x_1..x_T` (leaky dynamics only, unless [`Forward::rates_only`]).
     pub x: Option<Tensor>,
     /// Rates `h_1..h_T`.
     pub h: Tensor,
@@ -603,7 +614,8 @@ impl Network {
         if t == 0 {
             let empty = if settings.batch_first { (b, 0, h) } else { (0, b, h) };
             let empty = Tensor::zeros(empty, DTYPE, &self.device)?;
-            return Ok(Trajectory { x: leaky.then(|| empty.clone()), h: empty });
+            let x = (leaky && !options.rates_only).then(|| empty.clone());
+            return Ok(Trajectory { x, h: empty });
         }
         let noise = options
             .noise
@@ -616,6 +628,9 @@ impl Network {
             other => other,
         };
         let mut recurrence = Recurrence::new(settings.dynamics, settings.activation);
+        if options.rates_only {
+            recurrence = recurrence.without_states();
+        }
         // The compiler's block structure holds for the network's own matrix, not for a
         // replacement passed by the caller (a lesion may put weights anywhere).
         if options.w_rec_eff.is_none() && self.arch.product() == mrnn_ir::Product::Blocks {

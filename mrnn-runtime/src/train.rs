@@ -90,12 +90,13 @@ impl Model {
     }
 
     /// Runs the network on `input` and reads it out: the trajectory and the output `[B, T, O]`
-    /// (batch first, whatever the network's layout).
+    /// (batch first, whatever the network's layout). The trajectory holds the rates only
+    /// ([`Forward::rates_only`]: training and evaluation read nothing else).
     pub fn run(&self, input: &Tensor, noise_seed: Option<u64>) -> Result<(Trajectory, Tensor)> {
         let batch_first = self.network.architecture().settings().batch_first;
         let input =
             if batch_first { input.clone() } else { input.transpose(0, 1)?.contiguous()? };
-        let mut options = Forward::default();
+        let mut options = Forward::new().rates_only();
         if let Some(seed) = noise_seed {
             options = options.noise(seed);
         }

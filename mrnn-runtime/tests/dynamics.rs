@@ -78,6 +78,46 @@ fn every_activation_and_both_dynamics_follow_the_equations() {
     }
 }
 
+/// `rates_only` returns the same rates and no states, in both layouts, with the projection in
+/// the engine's loop (no stimulus) and with a stimulus, and the same gradients.
+#[test]
+fn rates_only_returns_the_same_rates_and_gradients() {
+    let device = Device::Cpu;
+    for batch_first in [true, false] {
+        for dynamics in ["leaky", "elman"] {
+            let o = Overrides {
+                dynamics: Some(dynamics.into()),
+                batch_first: Some(batch_first),
+                ..Overrides::default()
+            };
+            let n = net(&o);
+            let input = Tensor::rand(-1f32, 1.0, (4, 7, 3), &device).unwrap();
+            let stim = Tensor::rand(-0.5f32, 0.5, (4, 7, 30), &device).unwrap();
+            for options in [Forward::new(), Forward::new().stim(stim)] {
+                let what =
+                    format!("{dynamics} batch_first={batch_first} stim={}", options.stim.is_some());
+                let all = n.forward(&input, &options).unwrap();
+                let only = n.forward(&input, &options.clone().rates_only()).unwrap();
+                assert_eq!(all.x.is_some(), dynamics == "leaky", "{what}");
+                assert!(only.x.is_none(), "{what}: no states");
+                assert_eq!(values(&all.h), values(&only.h), "{what}: rates");
+                let gradients = |h: &Tensor| {
+                    let grads = h.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                    let vars = n.trainable_vars();
+                    assert!(!vars.is_empty());
+                    vars.iter()
+                        .flat_map(|(name, v)| {
+                            let g = grads.get(v.as_tensor());
+                            values(g.unwrap_or_else(|| panic!("a gradient of {name}")))
+                        })
+                        .collect::<Vec<f32>>()
+                };
+                assert_eq!(gradients(&all.h), gradients(&only.h), "{what}: gradients");
+            }
+        }
+    }
+}
+
 #[test]
 fn time_first_layout_is_the_transpose() {
     let device = Device::Cpu;

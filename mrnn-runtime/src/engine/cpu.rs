@@ -460,13 +460,14 @@ pub(super) enum Drive<'a> {
 }
 
 /// The output of the forward loop, in the sequences' layout: `states` (`x_1..x_T` for leaky,
-/// `h_1..h_T` for Elman) and, for leaky dynamics, `rates` `h_1..h_T` (empty for Elman, where
-/// they are the states).
+/// `h_1..h_T` for Elman; empty for leaky dynamics when not kept) and, for leaky dynamics,
+/// `rates` `h_1..h_T` (empty for Elman, where they are the states).
 pub(super) struct Forward {
     pub(super) states: Vec<f32>,
     pub(super) rates: Vec<f32>,
 }
 
+#[allow(clippy::too_many_arguments, reason = "one run's inputs and settings")]
 pub(super) fn forward(
     update: Update,
     activation: Activation,
@@ -475,19 +476,20 @@ pub(super) fn forward(
     init: &[f32],
     d: Dims,
     threads: usize,
+    keep_states: bool,
 ) -> Forward {
     let w_t = w.transposed();
     let (mut states, mut rates) = (Vec::new(), Vec::new());
-    let rates_len = match update {
-        Update::Leaky { .. } => d.len(),
-        Update::Elman => 0,
-    };
+    let leaky = matches!(update, Update::Leaky { .. });
+    let rates_len = if leaky { d.len() } else { 0 };
+    let states_len = if leaky && !keep_states { 0 } else { d.len() };
     let (states_out, rates_out) =
-        (Rows::uninit(&mut states, d.len(), d), Rows::uninit(&mut rates, rates_len, d));
+        (Rows::uninit(&mut states, states_len, d), Rows::uninit(&mut rates, rates_len, d));
     d.split_trials(threads, |trials, parallel| {
         let run = Loop { activation, product: &w_t, d, trials, parallel };
+        let states = (states_len > 0).then_some(states_out);
         // SAFETY: each split writes the rows of its own trials only.
-        unsafe { run.forward(update, drive, init, states_out, rates_out) };
+        unsafe { run.forward(update, drive, init, states, rates_out) };
     });
     // SAFETY: the splits cover every trial, and the loop writes every row of each step.
     unsafe {
@@ -507,7 +509,7 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    /// The forward loop.
+    /// The forward loop. `states` `None`: leaky states not kept (only the rates are written).
     ///
     /// # Safety
     /// No other thread may access the rows of these trials in `states` and `rates`.
@@ -516,12 +518,20 @@ impl Loop<'_> {
         update: Update,
         drive: Drive<'_>,
         init: &[f32],
-        states: Rows,
+        states: Option<Rows>,
         rates: Rows,
     ) {
         let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
         let init = &init[b0 * h..(b0 + nb) * h];
         let step = |t: usize| self.d.span(t, b0);
+        // States not kept go to two buffers of these trials' rows, which the steps take in
+        // turn: the state of step t - 1 is read at step t only.
+        let (kept, mut spare) = (states.is_some(), Vec::new());
+        let states = states.unwrap_or_else(|| {
+            let dims = Dims { steps: 1, batch: 2 * nb, hidden: h, batch_first: false };
+            Rows::uninit(&mut spare, 2 * nb * h, dims)
+        });
+        let x_at = |t: usize| if kept { step(t) } else { Span::contiguous((t % 2) * nb, h) };
         match update {
             Update::Leaky { alpha } => {
                 let alpha = alpha as f32;
@@ -529,8 +539,8 @@ impl Loop<'_> {
                 apply(self.activation, init, &mut h0);
                 for t in 0..self.d.steps {
                     // x_t = (1 - a) x_{t-1} + a d_t, then += a h_{t-1} W^T below.
-                    let before = if t == 0 { Span::contiguous(0, h) } else { step(t - 1) };
-                    each_row(nb, h, [before, step(t)], |[p, x], len| {
+                    let before = if t == 0 { Span::contiguous(0, h) } else { x_at(t - 1) };
+                    each_row(nb, h, [before, x_at(t), step(t)], |[p, x, d], len| {
                         // SAFETY: rows of these trials (the caller's exclusive access); step
                         // t - 1's rows are not step t's.
                         let (prev, x_t) = unsafe {
@@ -540,7 +550,7 @@ impl Loop<'_> {
                         };
                         match drive {
                             Drive::Given(drive) => {
-                                blend(1.0 - alpha, prev, alpha, &drive[x..x + len], x_t);
+                                blend(1.0 - alpha, prev, alpha, &drive[d..d + len], x_t);
                             }
                             // The bias now, the inputs' product below.
                             Drive::Projected(input) => {
@@ -552,7 +562,7 @@ impl Loop<'_> {
                         }
                     });
                     let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
-                    let out = states.at(step(t), nb);
+                    let out = states.at(x_at(t), nb);
                     if let Drive::Projected(input) = drive {
                         let u = input.rows(self.d, t, &self.trials);
                         // SAFETY: the rows of these trials (the caller's exclusive access), in
@@ -560,7 +570,7 @@ impl Loop<'_> {
                         unsafe {
                             matmul_in_place(
                                 out,
-                                step(t).stride,
+                                x_at(t).stride,
                                 true,
                                 u,
                                 &input.w_in_t,
@@ -572,12 +582,12 @@ impl Loop<'_> {
                     // SAFETY: the rows of these trials, in bounds (checked by `at`); rates and
                     // states are two buffers.
                     unsafe {
-                        self.product.apply(out, step(t).stride, v, true, alpha, self.parallel);
+                        self.product.apply(out, x_at(t).stride, v, true, alpha, self.parallel);
                     };
-                    each_row(nb, h, [step(t)], |[x], len| {
+                    each_row(nb, h, [x_at(t), step(t)], |[x, r], len| {
                         // SAFETY: as above; two buffers.
                         unsafe {
-                            apply(self.activation, states.slice(x, len), rates.slice_mut(x, len));
+                            apply(self.activation, states.slice(x, len), rates.slice_mut(r, len));
                         };
                     });
                 }
@@ -1008,8 +1018,16 @@ mod tests {
                     let matrix = Matrix { w: &w, blocks, hidden, ld: hidden };
                     let run = |threads| {
                         let drive = Drive::Given(&drive);
-                        let out =
-                            forward(update, Activation::Tanh, &matrix, drive, &init, d, threads);
+                        let out = forward(
+                            update,
+                            Activation::Tanh,
+                            &matrix,
+                            drive,
+                            &init,
+                            d,
+                            threads,
+                            true,
+                        );
                         let rates =
                             if out.rates.is_empty() { &out.states } else { &out.rates }.clone();
                         let grad_x = matches!(update, Update::Leaky { .. }).then_some(&grad_x[..]);
@@ -1032,6 +1050,22 @@ mod tests {
                         );
                         assert_eq!(one.0, many.0, "{what}: states");
                         assert_eq!(one.1, many.1, "{what}: rates");
+                        // Leaky states not kept (each step's in a buffer of two): the same rates.
+                        let drive = Drive::Given(&drive);
+                        let rates_only = forward(
+                            update,
+                            Activation::Tanh,
+                            &matrix,
+                            drive,
+                            &init,
+                            d,
+                            threads,
+                            false,
+                        );
+                        if matches!(update, Update::Leaky { .. }) {
+                            assert!(rates_only.states.is_empty(), "{what}: states not kept");
+                            assert_eq!(rates_only.rates, one.1, "{what}: rates only");
+                        }
                         assert_eq!(one.2.drive, many.2.drive, "{what}: drive gradient");
                         assert_eq!(one.2.init, many.2.init, "{what}: initial-state gradient");
                         // Summed per thread, then across threads: equal up to rounding.
@@ -1056,6 +1090,29 @@ mod tests {
         }
     }
 
+    /// Asserts that `a` and `b` are equal within rounding.
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}: {x} != {y}");
+        }
+    }
+
+    /// `dL/dW_in^T [c, j] = sum_r u[r, c] dL/dd[r, j]` and `dL/db = sum_r dL/dd[r]`, from the
+    /// inputs `u` `[R, inputs]` and the drive gradient `[R, H]`.
+    fn projection_gradients(u: &[f32], drive: &[f32], inputs: usize) -> (Vec<f32>, Vec<f32>) {
+        let rows = u.len() / inputs;
+        let hidden = drive.len() / rows;
+        let w_in_t = (0..inputs * hidden)
+            .map(|k| {
+                let (c, j) = (k / hidden, k % hidden);
+                (0..rows).map(|r| u[r * inputs + c] * drive[r * hidden + j]).sum()
+            })
+            .collect();
+        let bias = (0..hidden).map(|j| (0..rows).map(|r| drive[r * hidden + j]).sum()).collect();
+        (w_in_t, bias)
+    }
+
     fn projection_in_the_loop_at(steps: usize, batch: usize) {
         let (hidden, inputs) = (7, 3);
         let ld = hidden + inputs + 1;
@@ -1070,12 +1127,6 @@ mod tests {
             values(steps * batch * hidden, 15),
         );
         let w: Vec<f32> = weights.chunks_exact(ld).flat_map(|r| r[..hidden].to_vec()).collect();
-        let close = |a: &[f32], b: &[f32], what: &str| {
-            assert_eq!(a.len(), b.len(), "{what}");
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}: {x} != {y}");
-            }
-        };
         for batch_first in [false, true] {
             // The inputs and the drive (u W_in^T + b) in this layout, rows in the same order.
             let d = Dims { steps, batch, hidden, batch_first };
@@ -1103,6 +1154,7 @@ mod tests {
                         &init,
                         d,
                         1,
+                        true,
                     );
                     let rates = if given.rates.is_empty() { &given.states } else { &given.rates };
                     let args = Backward { init: &init, rates, grad_h: &grad, grad_x, input: None };
@@ -1110,10 +1162,35 @@ mod tests {
                     for threads in [1, 2] {
                         let what = format!("{what} threads={threads}");
                         let drive = Drive::Projected(&input);
-                        let got =
-                            forward(update, Activation::Tanh, &wide, drive, &init, d, threads);
+                        let got = forward(
+                            update,
+                            Activation::Tanh,
+                            &wide,
+                            drive,
+                            &init,
+                            d,
+                            threads,
+                            true,
+                        );
                         close(&given.states, &got.states, &format!("{what}: states"));
                         close(&given.rates, &got.rates, &format!("{what}: rates"));
+                        // Leaky states not kept: the same rates, no states.
+                        let rates_only = forward(
+                            update,
+                            Activation::Tanh,
+                            &wide,
+                            drive,
+                            &init,
+                            d,
+                            threads,
+                            false,
+                        );
+                        if matches!(update, Update::Leaky { .. }) {
+                            assert!(rates_only.states.is_empty(), "{what}: states not kept");
+                            assert_eq!(rates_only.rates, got.rates, "{what}: rates only");
+                        } else {
+                            assert_eq!(rates_only.states, got.states, "{what}: Elman's rates");
+                        }
                         let rates = if got.rates.is_empty() { &got.states } else { &got.rates };
                         let args = Backward {
                             init: &init,
@@ -1127,19 +1204,8 @@ mod tests {
                         close(&want.init, &grads.init, &format!("{what}: dL/dinit"));
                         assert!(grads.drive.is_empty(), "{what}: no drive gradient");
                         let (w_in_t, bias) = grads.input.expect("the projection's gradients");
-                        // dL/dW_in^T [c, j] = sum_r u[r, c] dL/dd[r, j]; dL/db = sum_r dL/dd[r].
-                        let rows = steps * batch;
-                        let want_w_in_t: Vec<f32> = (0..inputs * hidden)
-                            .map(|k| {
-                                let (c, j) = (k / hidden, k % hidden);
-                                (0..rows)
-                                    .map(|r| u[r * inputs + c] * want.drive[r * hidden + j])
-                                    .sum()
-                            })
-                            .collect();
-                        let want_bias: Vec<f32> = (0..hidden)
-                            .map(|j| (0..rows).map(|r| want.drive[r * hidden + j]).sum())
-                            .collect();
+                        let (want_w_in_t, want_bias) =
+                            projection_gradients(&u, &want.drive, inputs);
                         close(&want_w_in_t, &w_in_t, &format!("{what}: dL/dW_in"));
                         close(&want_bias, &bias, &format!("{what}: dL/db"));
                     }

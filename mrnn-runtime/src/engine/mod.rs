@@ -68,6 +68,8 @@ pub struct Recurrence {
     tensor_ops: bool,
     /// Sequences are `[B, T, H]` (set per run).
     batch_first: bool,
+    /// Return the states `x` of leaky dynamics (see [`Recurrence::without_states`]).
+    keep_states: bool,
 }
 
 /// Which state the loop carries.
@@ -96,7 +98,24 @@ impl Recurrence {
             Dynamics::Leaky { .. } => Update::Leaky { alpha: dynamics.alpha() },
             Dynamics::Elman => Update::Elman,
         };
-        Recurrence { update, activation, blocks: None, tensor_ops: false, batch_first: false }
+        Recurrence {
+            update,
+            activation,
+            blocks: None,
+            tensor_ops: false,
+            batch_first: false,
+            keep_states: true,
+        }
+    }
+
+    /// Returns the rates only: [`Sequences::x`] is `None` for leaky dynamics too. The host
+    /// kernel then never writes the `[T, B, H]` states (each step's overwrite the last but
+    /// one), which saves their memory (as much as the rates'). For callers that read `h` only
+    /// (a loss on the rates, a readout).
+    #[must_use]
+    pub fn without_states(mut self) -> Self {
+        self.keep_states = false;
+        self
     }
 
     /// Multiplies by these blocks of `W` only: every entry outside them must be zero (the
@@ -189,7 +208,7 @@ impl Recurrence {
                 } else {
                     rates
                 };
-                Sequences { x: Some(states), h }
+                Sequences { x: self.keep_states.then_some(states), h }
             }
             None => Sequences { x: None, h: states },
         })
@@ -217,6 +236,7 @@ impl Recurrence {
         let h = w.apply_op3_arc(&drive, &init, std::sync::Arc::new(Box::new(op)))?;
         let x = match self.update {
             Update::Elman => None,
+            Update::Leaky { .. } if !self.keep_states => None,
             Update::Leaky { .. } if h.track_op() => {
                 Some(h.apply_op1_arc(std::sync::Arc::new(Box::new(StatesOp { host })))?)
             }
@@ -290,11 +310,14 @@ impl Recurrence {
             Some(input) => cpu::Drive::Projected(input),
             None => cpu::Drive::Given(drive),
         };
+        let (update, activation, threads) = (self.update, self.activation, dims.threads());
         let out =
-            cpu::forward(self.update, self.activation, &matrix, drive, init, dims, dims.threads());
+            cpu::forward(update, activation, &matrix, drive, init, dims, threads, self.keep_states);
         Ok(match self.update {
             Update::Leaky { .. } => {
-                *lock(&host.states) = Some(out.states);
+                if self.keep_states {
+                    *lock(&host.states) = Some(out.states);
+                }
                 out.rates
             }
             Update::Elman => out.states,

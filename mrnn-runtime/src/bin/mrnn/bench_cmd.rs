@@ -208,7 +208,8 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let u = Tensor::rand(0f32, 1.0, (b, t, i), &device).map_err(mrnn_runtime::Error::from)?;
     let x0 = Tensor::zeros((b, h), DType::F32, &device).map_err(mrnn_runtime::Error::from)?;
     let target = Tensor::rand(0f32, 1.0, (b, t, h), &device).map_err(mrnn_runtime::Error::from)?;
-    let options = Forward::new().x0(x0);
+    // Every pass reads the rates only (as training does).
+    let options = Forward::new().x0(x0).rates_only();
     let mut optimizer = AdamW::new(
         network.trainable_vars(),
         ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..ParamsAdamW::default() },
