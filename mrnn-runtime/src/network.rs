@@ -488,15 +488,16 @@ impl Network {
         };
         let input = self.prepare("input", input)?;
         expect_dims("input", &input, &[b, i], || format!("[{b}, {i}] ([B, I])"))?;
-        let drive = self.drive(&input.unsqueeze(0)?, None, None)?;
+        // A sequence of one step through `forward` itself: the same kernel, so the same
+        // roundings as a step of a longer run.
         let s = self.arch.settings();
-        let next = Recurrence::new(s.dynamics, s.activation).run(
-            &self.w_rec_eff()?,
-            &drive,
-            &state,
-            false,
-        )?;
-        Ok(next.x.unwrap_or(next.h).squeeze(0)?)
+        let options = match s.dynamics {
+            Dynamics::Leaky { .. } => Forward::new().x0(state),
+            Dynamics::Elman => Forward::new().h0(state),
+        };
+        let step_dim = usize::from(s.batch_first);
+        let next = self.forward(&input.unsqueeze(step_dim)?, &options)?;
+        Ok(next.x.unwrap_or(next.h).squeeze(step_dim)?)
     }
 
     /// The connected blocks of `W_rec` (destination rows, source columns), one per recurrent

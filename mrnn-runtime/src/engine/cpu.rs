@@ -25,7 +25,8 @@ use mrnn_ir::Activation;
 
 use super::fast_math::{AdjointTerms, adjoint_step, apply, blend, mul_slope};
 use super::gemm::{
-    InPlace, Operand, Packed, PackedLhs, add_outer_products, matmul_in_place, matmul_packed,
+    InPlace, Operand, Packed, PackedLhs, StepFinish, add_outer_products, fuses_steps,
+    matmul_in_place, matmul_packed, matmul_step,
 };
 use super::pool;
 use super::{Block, Update};
@@ -365,6 +366,35 @@ impl Part {
 }
 
 impl StepProduct {
+    /// Whether [`StepProduct::step`] runs: a dense product and a kernel that fuses steps.
+    fn fuses(&self, input: &Input<'_>) -> bool {
+        self.dense && fuses_steps(self.hidden, input.inputs)
+    }
+
+    /// A whole forward step with the projection in the loop, in one pass (see
+    /// [`StepFinish`]): `out = finish(scale * (v M + u_t W_in^T))`, `u_t` the inputs of
+    /// `trials` at step `t`. Only where [`StepProduct::fuses`] holds.
+    ///
+    /// # Safety
+    /// As [`StepProduct::apply`], and as [`matmul_step`] for `finish`.
+    #[allow(clippy::too_many_arguments, reason = "one step's operands")]
+    unsafe fn step(
+        &self,
+        (out, ld): (*mut f32, usize),
+        v: InPlace,
+        (input, d, t, trials): (&Input<'_>, Dims, usize, &Range<usize>),
+        scale: f32,
+        finish: &StepFinish<'_>,
+        parallel: bool,
+    ) {
+        let u = input.rows(d, t, trials);
+        // SAFETY: forwarded from the caller; `u` lies in the input (checked by `rows`).
+        unsafe {
+            let inputs = (u, &input.w_in_t);
+            matmul_step(out, ld, v, &self.parts[0].rhs, inputs, scale, finish, parallel);
+        }
+    }
+
     /// `out (+)= scale * v M` for the rows of `v` (read in place), into rows of `out` `ld`
     /// apart.
     ///
@@ -523,6 +553,29 @@ impl Loop<'_> {
     ) {
         let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
         let init = &init[b0 * h..(b0 + nb) * h];
+        match (update, states) {
+            // SAFETY (both): forwarded from the caller.
+            (Update::Leaky { alpha }, states) => unsafe {
+                self.forward_leaky(alpha as f32, drive, init, states, rates);
+            },
+            (Update::Elman, Some(states)) => unsafe { self.forward_elman(drive, init, states) },
+            (Update::Elman, None) => unreachable!("Elman's states are its rates: always kept"),
+        }
+    }
+
+    /// The leaky forward loop (see [`Loop::forward`]).
+    ///
+    /// # Safety
+    /// As [`Loop::forward`].
+    unsafe fn forward_leaky(
+        &self,
+        alpha: f32,
+        drive: Drive<'_>,
+        init: &[f32],
+        states: Option<Rows>,
+        rates: Rows,
+    ) {
+        let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
         let step = |t: usize| self.d.span(t, b0);
         // States not kept go to two buffers of these trials' rows, which the steps take in
         // turn: the state of step t - 1 is read at step t only.
@@ -532,105 +585,133 @@ impl Loop<'_> {
             Rows::uninit(&mut spare, 2 * nb * h, dims)
         });
         let x_at = |t: usize| if kept { step(t) } else { Span::contiguous((t % 2) * nb, h) };
-        match update {
-            Update::Leaky { alpha } => {
-                let alpha = alpha as f32;
-                let mut h0 = vec![0f32; nb * h];
-                apply(self.activation, init, &mut h0);
-                for t in 0..self.d.steps {
-                    // x_t = (1 - a) x_{t-1} + a d_t, then += a h_{t-1} W^T below.
-                    let before = if t == 0 { Span::contiguous(0, h) } else { x_at(t - 1) };
-                    each_row(nb, h, [before, x_at(t), step(t)], |[p, x, d], len| {
-                        // SAFETY: rows of these trials (the caller's exclusive access); step
-                        // t - 1's rows are not step t's.
-                        let (prev, x_t) = unsafe {
-                            let prev =
-                                if t == 0 { &init[p..p + len] } else { states.slice(p, len) };
-                            (prev, states.slice_mut(x, len))
-                        };
-                        match drive {
-                            Drive::Given(drive) => {
-                                blend(1.0 - alpha, prev, alpha, &drive[d..d + len], x_t);
-                            }
-                            // The bias now, the inputs' product below.
-                            Drive::Projected(input) => {
-                                for (x_t, prev) in x_t.chunks_exact_mut(h).zip(prev.chunks_exact(h))
-                                {
-                                    blend(1.0 - alpha, prev, alpha, &input.bias, x_t);
-                                }
-                            }
-                        }
-                    });
-                    let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
-                    let out = states.at(x_at(t), nb);
-                    if let Drive::Projected(input) = drive {
-                        let u = input.rows(self.d, t, &self.trials);
-                        // SAFETY: the rows of these trials (the caller's exclusive access), in
-                        // bounds (checked by `at` and `rows`); `u` is another buffer.
-                        unsafe {
-                            matmul_in_place(
-                                out,
-                                x_at(t).stride,
-                                true,
-                                u,
-                                &input.w_in_t,
-                                alpha,
-                                false,
-                            );
+        let mut h0 = vec![0f32; nb * h];
+        apply(self.activation, init, &mut h0);
+        let fused = match drive {
+            Drive::Projected(input) if self.product.fuses(input) => Some(input),
+            _ => None,
+        };
+        for t in 0..self.d.steps {
+            // x_t = (1 - a) x_{t-1} + a d_t, then += a h_{t-1} W^T below.
+            let before = if t == 0 { Span::contiguous(0, h) } else { x_at(t - 1) };
+            if let Some(input) = fused {
+                let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
+                let prev = if t == 0 {
+                    (init.as_ptr(), h)
+                } else {
+                    (states.at(before, nb).cast_const(), before.stride)
+                };
+                let finish = StepFinish {
+                    prev: Some(prev),
+                    keep: 1.0 - alpha,
+                    bias: &input.bias,
+                    activation: self.activation,
+                    rates: Some((rates.at(step(t), nb), step(t).stride)),
+                };
+                let out = (states.at(x_at(t), nb), x_at(t).stride);
+                let at = (input, self.d, t, &self.trials);
+                // SAFETY: the rows of these trials (the caller's exclusive access), in
+                // bounds (checked by `at`); step t - 1's rows are not step t's, and
+                // states, rates and inputs are three buffers.
+                unsafe { self.product.step(out, v, at, alpha, &finish, self.parallel) };
+                continue;
+            }
+            each_row(nb, h, [before, x_at(t), step(t)], |[p, x, d], len| {
+                // SAFETY: rows of these trials (the caller's exclusive access); step
+                // t - 1's rows are not step t's.
+                let (prev, x_t) = unsafe {
+                    let prev = if t == 0 { &init[p..p + len] } else { states.slice(p, len) };
+                    (prev, states.slice_mut(x, len))
+                };
+                match drive {
+                    Drive::Given(drive) => {
+                        blend(1.0 - alpha, prev, alpha, &drive[d..d + len], x_t);
+                    }
+                    // The bias now, the inputs' product below.
+                    Drive::Projected(input) => {
+                        for (x_t, prev) in x_t.chunks_exact_mut(h).zip(prev.chunks_exact(h)) {
+                            blend(1.0 - alpha, prev, alpha, &input.bias, x_t);
                         }
                     }
-                    // SAFETY: the rows of these trials, in bounds (checked by `at`); rates and
-                    // states are two buffers.
-                    unsafe {
-                        self.product.apply(out, x_at(t).stride, v, true, alpha, self.parallel);
-                    };
-                    each_row(nb, h, [x_at(t), step(t)], |[x, r], len| {
-                        // SAFETY: as above; two buffers.
-                        unsafe {
-                            apply(self.activation, states.slice(x, len), rates.slice_mut(r, len));
-                        };
-                    });
+                }
+            });
+            let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
+            let out = states.at(x_at(t), nb);
+            if let Drive::Projected(input) = drive {
+                let u = input.rows(self.d, t, &self.trials);
+                // SAFETY: the rows of these trials (the caller's exclusive access), in
+                // bounds (checked by `at` and `rows`); `u` is another buffer.
+                unsafe {
+                    matmul_in_place(out, x_at(t).stride, true, u, &input.w_in_t, alpha, false);
                 }
             }
-            Update::Elman => {
-                // h_t = phi(d_t + h_{t-1} W^T), the sum formed in `z`.
-                let mut z = vec![0f32; nb * h];
-                for t in 0..self.d.steps {
-                    match drive {
-                        Drive::Given(drive) => {
-                            each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
-                                z[c..c + len].copy_from_slice(&drive[x..x + len]);
-                            });
-                        }
-                        Drive::Projected(input) => {
-                            for z in z.chunks_exact_mut(h) {
-                                z.copy_from_slice(&input.bias);
-                            }
-                            let u = input.rows(self.d, t, &self.trials);
-                            // SAFETY: `z` is this loop's own, `nb` rows of H; `u` another buffer.
-                            unsafe {
-                                matmul_in_place(
-                                    z.as_mut_ptr(),
-                                    h,
-                                    true,
-                                    u,
-                                    &input.w_in_t,
-                                    1.0,
-                                    false,
-                                );
-                            }
-                        }
-                    }
-                    let v =
-                        if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
-                    // SAFETY: `z` is this loop's own; `v` rows of these trials (the caller).
-                    unsafe { self.product.apply(z.as_mut_ptr(), h, v, true, 1.0, self.parallel) };
+            // SAFETY: the rows of these trials, in bounds (checked by `at`); rates and
+            // states are two buffers.
+            unsafe {
+                self.product.apply(out, x_at(t).stride, v, true, alpha, self.parallel);
+            };
+            each_row(nb, h, [x_at(t), step(t)], |[x, r], len| {
+                // SAFETY: as above; two buffers.
+                unsafe {
+                    apply(self.activation, states.slice(x, len), rates.slice_mut(r, len));
+                };
+            });
+        }
+    }
+
+    /// The Elman forward loop (see [`Loop::forward`]).
+    ///
+    /// # Safety
+    /// As [`Loop::forward`].
+    unsafe fn forward_elman(&self, drive: Drive<'_>, init: &[f32], states: Rows) {
+        let (h, b0, nb) = (self.d.hidden, self.trials.start, self.trials.len());
+        let step = |t: usize| self.d.span(t, b0);
+        // h_t = phi(d_t + h_{t-1} W^T), the sum formed in `z`.
+        let mut z = vec![0f32; nb * h];
+        let fused = match drive {
+            Drive::Projected(input) if self.product.fuses(input) => Some(input),
+            _ => None,
+        };
+        for t in 0..self.d.steps {
+            if let Some(input) = fused {
+                let v = if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
+                let finish = StepFinish {
+                    prev: None,
+                    keep: 0.0,
+                    bias: &input.bias,
+                    activation: self.activation,
+                    rates: None,
+                };
+                let out = (states.at(step(t), nb), step(t).stride);
+                let at = (input, self.d, t, &self.trials);
+                // SAFETY: as in the leaky loop.
+                unsafe { self.product.step(out, v, at, 1.0, &finish, self.parallel) };
+                continue;
+            }
+            match drive {
+                Drive::Given(drive) => {
                     each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
-                        // SAFETY: as above.
-                        unsafe { apply(self.activation, &z[c..c + len], states.slice_mut(x, len)) };
+                        z[c..c + len].copy_from_slice(&drive[x..x + len]);
                     });
                 }
+                Drive::Projected(input) => {
+                    for z in z.chunks_exact_mut(h) {
+                        z.copy_from_slice(&input.bias);
+                    }
+                    let u = input.rows(self.d, t, &self.trials);
+                    // SAFETY: `z` is this loop's own, `nb` rows of H; `u` another buffer.
+                    unsafe {
+                        matmul_in_place(z.as_mut_ptr(), h, true, u, &input.w_in_t, 1.0, false);
+                    }
+                }
             }
+            let v = if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
+            // SAFETY: `z` is this loop's own; `v` rows of these trials (the caller).
+            unsafe { self.product.apply(z.as_mut_ptr(), h, v, true, 1.0, self.parallel) };
+            each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
+                // SAFETY: as above.
+                unsafe { apply(self.activation, &z[c..c + len], states.slice_mut(x, len)) };
+            });
         }
     }
 

@@ -264,7 +264,7 @@ fn update_lanes(h: &[f32], g: &mut [f32], f: impl Fn(f32, f32) -> f32) {
 /// `phi(x)`.
 #[allow(clippy::inline_always, reason = "inlined into each instruction set's version")]
 #[inline(always)]
-fn phi(activation: Activation, x: f32) -> f32 {
+pub(super) fn phi(activation: Activation, x: f32) -> f32 {
     match activation {
         Activation::Relu => x.max(0.0),
         Activation::Tanh => tanh(x),

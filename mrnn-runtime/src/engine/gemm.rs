@@ -349,6 +349,106 @@ unsafe fn outer_products_on(
     unsafe { product(dst, ld, true, lhs, Rhs::InPlace(b, kernel), scale, 1) };
 }
 
+/// The rest of a forward step, fused into the stores of its product
+/// `v = scale * (h_{t-1} W^T + u_t W_in^T)` ([`matmul_step`]): `x = [keep * prev +] v +
+/// scale * bias`, then `phi(x)`. Each row block is finished while its accumulators are in
+/// registers: no pass of its own over the rows for the leak, the bias, the input product or
+/// the activation (four passes over a step's rows before, each a cache miss per row at a few
+/// dozen units).
+#[derive(Clone, Copy)]
+pub(super) struct StepFinish<'a> {
+    /// The state of the step before (leaky), rows `ld` apart, times `keep`.
+    pub(super) prev: Option<(*const f32, usize)>,
+    pub(super) keep: f32,
+    /// `[n]`, times `scale`.
+    pub(super) bias: &'a [f32],
+    pub(super) activation: mrnn_ir::Activation,
+    /// Leaky: `phi(x)` goes to these rows (`ld` apart) and `x` to the product's. Elman
+    /// (`None`): `phi(x)` goes to the product's rows.
+    pub(super) rates: Option<(*mut f32, usize)>,
+}
+
+/// Whether [`matmul_step`] runs on this CPU for a product of depth `k` plus inputs of depth
+/// `k_in` (one depth slice each, on the AVX-512 kernel).
+pub(super) fn fuses_steps(k: usize, k_in: usize) -> bool {
+    Kernel::detect() == Kernel::Avx512 && k <= KC && k_in <= KC
+}
+
+/// One forward step in one pass: `dst (m x n, row stride ld) = x` and the rates as `finish`
+/// says, with `v = scale * (lhs rhs + inputs.0 inputs.1)` (`lhs` and the inputs read in place).
+/// Only where [`fuses_steps`] says so. `parallel`: split by column panels over the engine's
+/// threads when large (as [`matmul`]).
+///
+/// # Safety
+/// As [`matmul_in_place`] for both products and `dst`; `finish.prev` valid for reads and
+/// `finish.rates` for writes of `m` rows of `n` floats, none aliasing another operand.
+#[allow(clippy::too_many_arguments, reason = "one step's operands")]
+pub(super) unsafe fn matmul_step(
+    dst: *mut f32,
+    ld: usize,
+    lhs: InPlace,
+    rhs: &Packed,
+    inputs: (InPlace, &Packed),
+    scale: f32,
+    finish: &StepFinish<'_>,
+    parallel: bool,
+) {
+    let (u, w_in) = inputs;
+    let (m, n, k) = (lhs.m, rhs.n, rhs.k);
+    assert!(fuses_steps(k, w_in.k), "a fused step on a CPU or depth it does not run on");
+    assert!(rhs.k <= lhs.k && w_in.k <= u.k && u.m == m && w_in.n == n, "step operands");
+    assert_eq!(finish.bias.len(), n, "bias of the step");
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (Layout::Panels(panels), Layout::Panels(in_panels)) = (&rhs.layout, &w_in.layout)
+        else {
+            unreachable!("`fuses_steps` holds: both are packed in panels")
+        };
+        let threads = if parallel { super::pool::threads() } else { 1 };
+        let panel_count = n.div_ceil(NR);
+        let threads = threads.min(panel_count);
+        let base = SendPtr(dst);
+        let operands = Operands(Lhs::InPlace(lhs), Rhs::InPlace(u, Kernel::Avx512));
+        let finish = SendFinish(*finish);
+        let run = |cols: std::ops::Range<usize>| {
+            let (Lhs::InPlace(lhs), Rhs::InPlace(u, _)) = operands.get() else {
+                unreachable!("packed as such above")
+            };
+            let step = avx512::Step { lhs, panels, u, in_panels, k, k_in: w_in.k, n, scale };
+            // SAFETY: the caller's bounds; AVX-512 (`fuses_steps`); each task its own columns.
+            unsafe { avx512::step_columns(base.get(), ld, cols, &step, &finish.get()) };
+        };
+        if threads > 1 && m * n * k >= PARALLEL_MIN {
+            let per_task = panel_count.div_ceil(threads) * NR;
+            super::pool::run(n.div_ceil(per_task), |task| {
+                run(task * per_task..n.min((task + 1) * per_task));
+            });
+        } else {
+            run(0..n);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ld, scale, parallel);
+}
+
+/// A [`StepFinish`] handed to the tasks of one step (each writes its own columns).
+#[derive(Clone, Copy)]
+struct SendFinish<'a>(StepFinish<'a>);
+
+// SAFETY: the tasks write disjoint columns of the rows, and the rows outlive the scoped tasks.
+unsafe impl Send for SendFinish<'_> {}
+unsafe impl Sync for SendFinish<'_> {}
+
+impl<'a> SendFinish<'a> {
+    /// The finish (a method, so that closures capture the `Send` wrapper, not its field).
+    fn get(self) -> StepFinish<'a> {
+        self.0
+    }
+}
+
 /// The left operand of a product.
 #[derive(Clone, Copy)]
 enum Lhs<'a> {
@@ -592,7 +692,10 @@ mod avx512 {
         _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
 
-    use super::{KC, Layout, Lhs, MR_MAX, NR, Packed, Rhs, row_blocks};
+    use mrnn_ir::Activation;
+
+    use super::super::fast_math;
+    use super::{InPlace, KC, Layout, Lhs, MR_MAX, NR, Packed, Rhs, StepFinish, row_blocks};
 
     /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks or in
     /// place, `rhs` packed in panels or in place.
@@ -679,6 +782,234 @@ mod avx512 {
             for p0 in (0..k).step_by(KC) {
                 for q in panels_range.clone() {
                     tile(q, p0);
+                }
+            }
+        }
+    }
+
+    /// The operands of a fused step ([`super::matmul_step`]).
+    pub(super) struct Step<'a> {
+        pub(super) lhs: InPlace,
+        pub(super) panels: &'a [f32],
+        pub(super) u: InPlace,
+        pub(super) in_panels: &'a [f32],
+        pub(super) k: usize,
+        pub(super) k_in: usize,
+        pub(super) n: usize,
+        pub(super) scale: f32,
+    }
+
+    /// Columns `cols` of a fused step (`cols.start` a multiple of [`NR`]).
+    ///
+    /// # Safety
+    /// AVX-512F; as [`super::matmul_step`], `k` and `k_in` at most [`KC`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn step_columns(
+        dst: *mut f32,
+        ld: usize,
+        cols: std::ops::Range<usize>,
+        step: &Step<'_>,
+        finish: &StepFinish<'_>,
+    ) {
+        let (m, n) = (step.lhs.m, step.n);
+        for q in cols.start / NR..cols.end.div_ceil(NR) {
+            let (j0, width) = (q * NR, NR.min(n - q * NR));
+            for (i0, mr) in row_blocks(m) {
+                let tile = StepTile {
+                    pairs: [
+                        (
+                            step.lhs.ptr.wrapping_add(i0 * step.lhs.rs),
+                            step.lhs.rs,
+                            step.panels.as_ptr().wrapping_add(q * step.k * NR),
+                            step.k,
+                        ),
+                        (
+                            step.u.ptr.wrapping_add(i0 * step.u.rs),
+                            step.u.rs,
+                            step.in_panels.as_ptr().wrapping_add(q * step.k_in * NR),
+                            step.k_in,
+                        ),
+                    ],
+                    c: dst.wrapping_add(i0 * ld + j0),
+                    ld,
+                    width,
+                    scale: step.scale,
+                    prev: finish.prev.map(|(p, pld)| (p.wrapping_add(i0 * pld + j0), pld)),
+                    keep: finish.keep,
+                    bias: finish.bias[j0..].as_ptr(),
+                    rates: finish.rates.map(|(r, rld)| (r.wrapping_add(i0 * rld + j0), rld)),
+                };
+                // SAFETY: the tile's rows and columns lie within the operands (the caller).
+                unsafe { tile.run(mr, finish.activation) };
+            }
+        }
+    }
+
+    /// One microkernel call of a fused step: `v = scale * sum of the pairs' products` for
+    /// `mr` rows by `width` columns, then the finish of [`StepFinish`].
+    struct StepTile {
+        /// (`a`, its row step, `b`, depth): `kc` columns of rows in place by `kc` rows of a
+        /// panel, summed into the same accumulators.
+        pairs: [(*const f32, usize, *const f32, usize); 2],
+        c: *mut f32,
+        ld: usize,
+        width: usize,
+        scale: f32,
+        prev: Option<(*const f32, usize)>,
+        keep: f32,
+        /// The bias at the tile's columns (`width` floats).
+        bias: *const f32,
+        rates: Option<(*mut f32, usize)>,
+    }
+
+    impl StepTile {
+        /// # Safety
+        /// AVX-512F; the pointers valid for the sizes documented on the fields.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run(&self, mr: usize, activation: Activation) {
+            // One instance per activation (a closure the compiler inlines into the stores).
+            macro_rules! by_activation {
+                ($($act:ident)*) => {
+                    match activation {
+                        $(Activation::$act => {
+                            let phi = |x: f32| fast_math::phi(Activation::$act, x);
+                            // SAFETY: forwarded from the caller.
+                            unsafe { self.by_rows(mr, phi) }
+                        })*
+                    }
+                };
+            }
+            by_activation!(Relu Tanh Sigmoid Softplus Linear);
+        }
+
+        /// # Safety
+        /// As [`StepTile::run`].
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn by_rows(&self, mr: usize, phi: impl Fn(f32) -> f32 + Copy) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => self.rows::<1>(phi),
+                    2 => self.rows::<2>(phi),
+                    3 => self.rows::<3>(phi),
+                    4 => self.rows::<4>(phi),
+                    5 => self.rows::<5>(phi),
+                    6 => self.rows::<6>(phi),
+                    7 => self.rows::<7>(phi),
+                    8 => self.rows::<8>(phi),
+                    9 => self.rows::<9>(phi),
+                    10 => self.rows::<10>(phi),
+                    11 => self.rows::<11>(phi),
+                    12 => self.rows::<12>(phi),
+                    _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
+                }
+            }
+        }
+
+        /// # Safety
+        /// As [`StepTile::run`].
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn rows<const MR: usize>(&self, phi: impl Fn(f32) -> f32) {
+            let mut lo: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
+            let mut hi: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
+            macro_rules! unroll {
+                ($body:ident: $($i:literal)*) => { $( if $i < MR { $body!($i); } )* };
+            }
+            // SAFETY: each pair's `b` holds kc rows of NR floats and its `a` MR rows of kc
+            // floats `a_row` apart.
+            unsafe {
+                // Written out for each pair: a loop over the pairs kept the accumulators in
+                // memory.
+                macro_rules! pair {
+                    ($pair:expr) => {
+                        let (a0, a_row, b0, kc) = $pair;
+                        let (mut a, mut b) = (a0, b0);
+                        for _ in 0..kc {
+                            let b0 = _mm512_loadu_ps(b);
+                            let b1 = _mm512_loadu_ps(b.wrapping_add(16));
+                            macro_rules! fma {
+                                ($i:literal) => {
+                                    let at = a.wrapping_add($i * a_row);
+                                    let ai = _mm512_broadcastss_ps(_mm_load_ss(at));
+                                    lo[$i] = _mm512_fmadd_ps(ai, b0, lo[$i]);
+                                    hi[$i] = _mm512_fmadd_ps(ai, b1, hi[$i]);
+                                };
+                            }
+                            unroll!(fma: 0 1 2 3 4 5 6 7 8 9 10 11);
+                            a = a.wrapping_add(1);
+                            b = b.wrapping_add(NR);
+                        }
+                    };
+                }
+                pair!(self.pairs[0]);
+                pair!(self.pairs[1]);
+            }
+            let mask = |from: usize| -> u16 {
+                let cols = self.width.saturating_sub(from).min(16);
+                ((1u32 << cols) - 1) as u16
+            };
+            let (m0, m1) = (mask(0), mask(16));
+            let (scale, keep) = (_mm512_set1_ps(self.scale), _mm512_set1_ps(self.keep));
+            // SAFETY: the tile's rows of `c`, `prev` and `rates` have `width` floats from
+            // their pointers; masked lanes are neither read nor written.
+            unsafe {
+                let bias0 = _mm512_maskz_loadu_ps(m0, self.bias);
+                let bias1 = _mm512_maskz_loadu_ps(m1, self.bias.wrapping_add(16));
+                macro_rules! finish {
+                    ($i:literal) => {
+                        let mut x0 = _mm512_mul_ps(_mm512_add_ps(lo[$i], bias0), scale);
+                        let mut x1 = _mm512_mul_ps(_mm512_add_ps(hi[$i], bias1), scale);
+                        if let Some((prev, pld)) = self.prev {
+                            let p = prev.wrapping_add($i * pld);
+                            x0 = _mm512_fmadd_ps(keep, _mm512_maskz_loadu_ps(m0, p), x0);
+                            let p1 = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
+                            x1 = _mm512_fmadd_ps(keep, p1, x1);
+                        }
+                        let c = self.c.wrapping_add($i * self.ld);
+                        _mm512_mask_storeu_ps(c, m0, x0);
+                        _mm512_mask_storeu_ps(c.wrapping_add(16), m1, x1);
+                    };
+                }
+                unroll!(finish: 0 1 2 3 4 5 6 7 8 9 10 11);
+                // The activation from the rows just stored (in L1), in a function of its own:
+                // inlined here, its constants took registers from the accumulators, which the
+                // loop above then spilled.
+                let (to, to_ld) = self.rates.unwrap_or((self.c, self.ld));
+                activate_rows(self.c, self.ld, to, to_ld, MR, (m0, m1), phi);
+            }
+        }
+    }
+
+    /// `to[i] = phi(from[i])` for `rows` rows of the masked lanes, `ld` and `to_ld` apart (the
+    /// same rows in place for Elman).
+    ///
+    /// # Safety
+    /// AVX-512F; the rows valid for the masked lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn activate_rows(
+        from: *const f32,
+        ld: usize,
+        to: *mut f32,
+        to_ld: usize,
+        rows: usize,
+        (m0, m1): (u16, u16),
+        phi: impl Fn(f32) -> f32,
+    ) {
+        for i in 0..rows {
+            for (half, mask) in [(0, m0), (16, m1)] {
+                // SAFETY: the caller's rows; masked lanes are neither read nor written.
+                unsafe {
+                    let x = _mm512_maskz_loadu_ps(mask, from.wrapping_add(i * ld + half));
+                    let x: [f32; 16] = std::mem::transmute(x);
+                    let mut h = [0f32; 16];
+                    for (h, &x) in h.iter_mut().zip(&x) {
+                        *h = phi(x);
+                    }
+                    let h: __m512 = std::mem::transmute(h);
+                    _mm512_mask_storeu_ps(to.wrapping_add(i * to_ld + half), mask, h);
                 }
             }
         }
@@ -845,6 +1176,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,6 +1310,77 @@ mod tests {
                 }
                 for (x, y) in dst.iter().zip(&expected) {
                     assert!((x - y).abs() < 1e-3, "{kernel:?} {m}x{n}x{k}: {x} != {y}");
+                }
+            }
+        }
+    }
+
+    /// A fused forward step equals its parts one after the other (the products, the leak, the
+    /// bias, the activation), leaky and Elman, for every activation, on shapes across the
+    /// row-block and panel edges, split over threads or not; columns past `n` stay untouched.
+    #[test]
+    fn fused_steps_equal_their_parts() {
+        use mrnn_ir::Activation;
+        if !fuses_steps(1, 1) {
+            return; // The AVX-512 kernel only (callers check `fuses_steps`).
+        }
+        let shapes =
+            [(1, 1, 1, 1), (5, 30, 30, 3), (13, 33, 33, 5), (25, 70, 64, 1), (64, 256, 256, 3)];
+        for activation in Activation::ALL {
+            for (m, n, k, k_in) in shapes {
+                for leaky in [false, true] {
+                    let (rs, u_rs, ld) = (k + 3, k_in + 2, n + 5);
+                    let (a, u, w) = (values(m * rs, 21), values(m * u_rs, 22), values(k * n, 23));
+                    let (w_in, bias, prev) =
+                        (values(k_in * n, 24), values(n, 25), values(m * ld, 26));
+                    let rhs = Packed::new(Operand::new(&w, n, 1), k, n);
+                    let rhs_in = Packed::new(Operand::new(&w_in, n, 1), k_in, n);
+                    let (scale, keep) = (0.3, 0.7);
+                    let (mut dst, mut rates) = (vec![f32::NAN; m * ld], vec![f32::NAN; m * ld]);
+                    let finish = StepFinish {
+                        prev: leaky.then_some((prev.as_ptr(), ld)),
+                        keep,
+                        bias: &bias,
+                        activation,
+                        rates: leaky.then_some((rates.as_mut_ptr(), ld)),
+                    };
+                    let lhs = InPlace { ptr: a.as_ptr(), rs, m, k };
+                    let inputs = (InPlace { ptr: u.as_ptr(), rs: u_rs, m, k: k_in }, &rhs_in);
+                    // SAFETY: every operand holds the rows and columns its strides say; five
+                    // buffers.
+                    unsafe {
+                        let out = dst.as_mut_ptr();
+                        matmul_step(out, ld, lhs, &rhs, inputs, scale, &finish, m >= 64);
+                    }
+                    let what = format!("{activation:?} {m}x{n}x{k}+{k_in} leaky={leaky}");
+                    for i in 0..m {
+                        for j in 0..ld {
+                            let (x_at, h_at) = (dst[i * ld + j], rates[i * ld + j]);
+                            if j >= n {
+                                assert!(
+                                    x_at.is_nan() && h_at.is_nan(),
+                                    "{what}: ({i}, {j}) written"
+                                );
+                                continue;
+                            }
+                            let dot: f32 = (0..k)
+                                .map(|p| a[i * rs + p] * w[p * n + j])
+                                .sum::<f32>()
+                                + (0..k_in).map(|c| u[i * u_rs + c] * w_in[c * n + j]).sum::<f32>();
+                            let kept = if leaky { keep * prev[i * ld + j] } else { 0.0 };
+                            let x = kept + scale * (dot + bias[j]);
+                            let h = super::super::fast_math::phi(activation, x);
+                            let close = |got: f32, want: f32| {
+                                (got - want).abs() <= 1e-4 * want.abs().max(1.0)
+                            };
+                            if leaky {
+                                assert!(close(x_at, x), "{what}: x ({i}, {j}) {x_at} != {x}");
+                                assert!(close(h_at, h), "{what}: h ({i}, {j}) {h_at} != {h}");
+                            } else {
+                                assert!(close(x_at, h), "{what}: h ({i}, {j}) {x_at} != {h}");
+                            }
+                        }
+                    }
                 }
             }
         }
