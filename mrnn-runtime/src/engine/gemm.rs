@@ -867,26 +867,38 @@ mod avx512 {
         /// AVX-512F; the pointers valid for the sizes documented on the fields.
         #[target_feature(enable = "avx512f")]
         unsafe fn run(&self, mr: usize, activation: Activation) {
-            // One instance per activation (a closure the compiler inlines into the stores).
+            // One instance per activation (a closure the compiler inlines into the stores): tanh
+            // in intrinsics, the others lane by lane.
             macro_rules! by_activation {
                 ($($act:ident)*) => {
                     match activation {
+                        Activation::Tanh => {
+                            let phi = |x: __m512| fast_math::tanh_avx512(x);
+                            // SAFETY: forwarded from the caller.
+                            unsafe { self.by_rows(mr, phi) }
+                        }
                         $(Activation::$act => {
-                            let phi = |x: f32| fast_math::phi(Activation::$act, x);
+                            let phi = |x: __m512| {
+                                // SAFETY: 16 floats either way.
+                                let x: [f32; 16] = unsafe { std::mem::transmute(x) };
+                                let h = x.map(|x| fast_math::phi(Activation::$act, x));
+                                // SAFETY: as above.
+                                unsafe { std::mem::transmute::<[f32; 16], __m512>(h) }
+                            };
                             // SAFETY: forwarded from the caller.
                             unsafe { self.by_rows(mr, phi) }
                         })*
                     }
                 };
             }
-            by_activation!(Relu Tanh Sigmoid Softplus Linear);
+            by_activation!(Relu Sigmoid Softplus Linear);
         }
 
         /// # Safety
         /// As [`StepTile::run`].
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn by_rows(&self, mr: usize, phi: impl Fn(f32) -> f32 + Copy) {
+        unsafe fn by_rows(&self, mr: usize, phi: impl Fn(__m512) -> __m512 + Copy) {
             // SAFETY: forwarded from the caller.
             unsafe {
                 match mr {
@@ -911,7 +923,7 @@ mod avx512 {
         /// As [`StepTile::run`].
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn rows<const MR: usize>(&self, phi: impl Fn(f32) -> f32) {
+        unsafe fn rows<const MR: usize>(&self, phi: impl Fn(__m512) -> __m512) {
             let mut lo: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
             let mut hi: [__m512; MR_MAX] = [_mm512_setzero_ps(); MR_MAX];
             macro_rules! unroll {
@@ -996,20 +1008,14 @@ mod avx512 {
         to_ld: usize,
         rows: usize,
         (m0, m1): (u16, u16),
-        phi: impl Fn(f32) -> f32,
+        phi: impl Fn(__m512) -> __m512,
     ) {
         for i in 0..rows {
             for (half, mask) in [(0, m0), (16, m1)] {
                 // SAFETY: the caller's rows; masked lanes are neither read nor written.
                 unsafe {
                     let x = _mm512_maskz_loadu_ps(mask, from.wrapping_add(i * ld + half));
-                    let x: [f32; 16] = std::mem::transmute(x);
-                    let mut h = [0f32; 16];
-                    for (h, &x) in h.iter_mut().zip(&x) {
-                        *h = phi(x);
-                    }
-                    let h: __m512 = std::mem::transmute(h);
-                    _mm512_mask_storeu_ps(to.wrapping_add(i * to_ld + half), mask, h);
+                    _mm512_mask_storeu_ps(to.wrapping_add(i * to_ld + half), mask, phi(x));
                 }
             }
         }
