@@ -410,13 +410,9 @@ pub(super) unsafe fn matmul_step(
         let panel_count = n.div_ceil(NR);
         let threads = threads.min(panel_count);
         let base = SendPtr(dst);
-        let operands = Operands(Lhs::InPlace(lhs), Rhs::InPlace(u, Kernel::Avx512));
+        let step = avx512::Step { lhs, panels, u, in_panels, k, k_in: w_in.k, n, scale };
         let finish = SendFinish(*finish);
         let run = |cols: std::ops::Range<usize>| {
-            let (Lhs::InPlace(lhs), Rhs::InPlace(u, _)) = operands.get() else {
-                unreachable!("packed as such above")
-            };
-            let step = avx512::Step { lhs, panels, u, in_panels, k, k_in: w_in.k, n, scale };
             // SAFETY: the caller's bounds; AVX-512 (`fuses_steps`); each task its own columns.
             unsafe { avx512::step_columns(base.get(), ld, cols, &step, &finish.get()) };
         };
@@ -797,6 +793,10 @@ mod avx512 {
         pub(super) n: usize,
         pub(super) scale: f32,
     }
+
+    // SAFETY: the tasks of one step only read the operands, which outlive them.
+    unsafe impl Send for Step<'_> {}
+    unsafe impl Sync for Step<'_> {}
 
     /// Columns `cols` of a fused step (`cols.start` a multiple of [`NR`]).
     ///
