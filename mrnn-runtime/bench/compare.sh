@@ -3,14 +3,17 @@
 # `--impl rnn`: torch.nn.RNN) alternately on the same cases, several rounds in one run, and prints
 # the median times and same-run ratios (torch median / ours: above 1 means we are faster).
 #
-#   bash mrnn-runtime/bench/compare.sh [ROUNDS] [RUNS]      (default 3 rounds of 10 runs)
+#   bash mrnn-runtime/bench/compare.sh [ROUNDS] [RUNS]      (default 5 rounds of 10 runs)
+#
+# Five rounds, because this kind of machine is shared: the same code's medians of 30 runs have
+# differed by up to 40% between two comparisons (the flip-flop step: 3.3 and 4.8 ms).
 #
 # Needs python3 with torch (`python3 -m pip install torch numpy`, or PYTHON=/path/to/python) and
 # the mrnn binary (built on demand; MRNN=/path/to/mrnn to use another). Threads: RAYON_NUM_THREADS
 # for ours (default: all cores), the same count for torch.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS="${1:-3}"
+ROUNDS="${1:-5}"
 RUNS="${2:-10}"
 PY="${PYTHON:-python3}"
 BASE="${BASELINE:-../shared/bench/torch_baseline.py}"
