@@ -378,14 +378,20 @@ impl Part {
 }
 
 impl StepProduct {
-    /// Whether [`StepProduct::step`] runs: a dense product and a kernel that fuses steps.
-    fn fuses(&self, input: &Input<'_>) -> bool {
-        self.dense && fuses_steps(self.hidden, input.inputs)
+    /// The projection of `drive` when [`StepProduct::step`] runs for it: a projection in the
+    /// loop, a dense product and a kernel that fuses steps.
+    fn fused<'d>(&self, drive: Drive<'d>) -> Option<&'d Input<'d>> {
+        match drive {
+            Drive::Projected(input) if self.dense && fuses_steps(self.hidden, input.inputs) => {
+                Some(input)
+            }
+            _ => None,
+        }
     }
 
     /// A whole forward step with the projection in the loop, in one pass (see
     /// [`StepFinish`]): `out = finish(scale * (v M + u_t W_in^T))`, `u_t` the inputs of
-    /// `trials` at step `t`. Only where [`StepProduct::fuses`] holds.
+    /// `trials` at step `t`. Only for the input [`StepProduct::fused`] returns.
     ///
     /// # Safety
     /// As [`StepProduct::apply`], and as [`matmul_step`] for `finish`.
@@ -599,15 +605,12 @@ impl Loop<'_> {
         let x_at = |t: usize| if kept { step(t) } else { Span::contiguous((t % 2) * nb, h) };
         let mut h0 = vec![0f32; nb * h];
         apply(self.activation, init, &mut h0);
-        let fused = match drive {
-            Drive::Projected(input) if self.product.fuses(input) => Some(input),
-            _ => None,
-        };
+        let fused = self.product.fused(drive);
         for t in 0..self.d.steps {
             // x_t = (1 - a) x_{t-1} + a d_t, then += a h_{t-1} W^T below.
             let before = if t == 0 { Span::contiguous(0, h) } else { x_at(t - 1) };
+            let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
             if let Some(input) = fused {
-                let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
                 let prev = if t == 0 {
                     (init.as_ptr(), h)
                 } else {
@@ -647,7 +650,6 @@ impl Loop<'_> {
                     }
                 }
             });
-            let v = if t == 0 { Span::of(&h0, h) } else { rates.in_place(step(t - 1), nb) };
             let out = states.at(x_at(t), nb);
             if let Drive::Projected(input) = drive {
                 let u = input.rows(self.d, t, &self.trials);
@@ -680,13 +682,10 @@ impl Loop<'_> {
         let step = |t: usize| self.d.span(t, b0);
         // h_t = phi(d_t + h_{t-1} W^T), the sum formed in `z`.
         let mut z = vec![0f32; nb * h];
-        let fused = match drive {
-            Drive::Projected(input) if self.product.fuses(input) => Some(input),
-            _ => None,
-        };
+        let fused = self.product.fused(drive);
         for t in 0..self.d.steps {
+            let v = if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
             if let Some(input) = fused {
-                let v = if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
                 let finish = StepFinish {
                     prev: None,
                     keep: 0.0,
@@ -717,7 +716,6 @@ impl Loop<'_> {
                     }
                 }
             }
-            let v = if t == 0 { Span::of(init, h) } else { states.in_place(step(t - 1), nb) };
             // SAFETY: `z` is this loop's own; `v` rows of these trials (the caller).
             unsafe { self.product.apply(z.as_mut_ptr(), h, v, true, 1.0, self.parallel) };
             each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {

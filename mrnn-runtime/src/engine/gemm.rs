@@ -692,6 +692,28 @@ mod avx512 {
     use super::super::fast_math;
     use super::{InPlace, KC, Layout, Lhs, MR_MAX, NR, Packed, Rhs, StepFinish, row_blocks};
 
+    /// `$tile.rows::<MR, ...>(args)` with the constant `MR` equal to the row count `$mr`
+    /// (1..=[`MR_MAX`]): one instance of a microkernel per row-block height.
+    macro_rules! by_height {
+        ($mr:expr, $tile:ident.rows::<_ $(, $g:tt)*>($($arg:expr),*)) => {
+            match $mr {
+                1 => $tile.rows::<1 $(, $g)*>($($arg),*),
+                2 => $tile.rows::<2 $(, $g)*>($($arg),*),
+                3 => $tile.rows::<3 $(, $g)*>($($arg),*),
+                4 => $tile.rows::<4 $(, $g)*>($($arg),*),
+                5 => $tile.rows::<5 $(, $g)*>($($arg),*),
+                6 => $tile.rows::<6 $(, $g)*>($($arg),*),
+                7 => $tile.rows::<7 $(, $g)*>($($arg),*),
+                8 => $tile.rows::<8 $(, $g)*>($($arg),*),
+                9 => $tile.rows::<9 $(, $g)*>($($arg),*),
+                10 => $tile.rows::<10 $(, $g)*>($($arg),*),
+                11 => $tile.rows::<11 $(, $g)*>($($arg),*),
+                12 => $tile.rows::<12 $(, $g)*>($($arg),*),
+                _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
+            }
+        };
+    }
+
     /// Columns `cols` of `dst = [dst +] scale * lhs * rhs`, `lhs` packed by row blocks or in
     /// place, `rhs` packed in panels or in place.
     ///
@@ -899,23 +921,7 @@ mod avx512 {
         #[inline]
         unsafe fn by_rows(&self, mr: usize, phi: impl Fn(__m512) -> __m512 + Copy) {
             // SAFETY: forwarded from the caller.
-            unsafe {
-                match mr {
-                    1 => self.rows::<1>(phi),
-                    2 => self.rows::<2>(phi),
-                    3 => self.rows::<3>(phi),
-                    4 => self.rows::<4>(phi),
-                    5 => self.rows::<5>(phi),
-                    6 => self.rows::<6>(phi),
-                    7 => self.rows::<7>(phi),
-                    8 => self.rows::<8>(phi),
-                    9 => self.rows::<9>(phi),
-                    10 => self.rows::<10>(phi),
-                    11 => self.rows::<11>(phi),
-                    12 => self.rows::<12>(phi),
-                    _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
-                }
-            }
+            unsafe { by_height!(mr, self.rows::<_>(phi)) }
         }
 
         /// # Safety
@@ -1060,21 +1066,7 @@ mod avx512 {
             // instance keeps constant offsets, and panels in L2 pay no prefetch instructions.
             macro_rules! by_rows {
                 ($strided:literal, $stream:literal, $b_in_place:literal) => {
-                    match mr {
-                        1 => self.rows::<1, $strided, $stream, $b_in_place>(),
-                        2 => self.rows::<2, $strided, $stream, $b_in_place>(),
-                        3 => self.rows::<3, $strided, $stream, $b_in_place>(),
-                        4 => self.rows::<4, $strided, $stream, $b_in_place>(),
-                        5 => self.rows::<5, $strided, $stream, $b_in_place>(),
-                        6 => self.rows::<6, $strided, $stream, $b_in_place>(),
-                        7 => self.rows::<7, $strided, $stream, $b_in_place>(),
-                        8 => self.rows::<8, $strided, $stream, $b_in_place>(),
-                        9 => self.rows::<9, $strided, $stream, $b_in_place>(),
-                        10 => self.rows::<10, $strided, $stream, $b_in_place>(),
-                        11 => self.rows::<11, $strided, $stream, $b_in_place>(),
-                        12 => self.rows::<12, $strided, $stream, $b_in_place>(),
-                        _ => unreachable!("row blocks are at most MR_MAX = {MR_MAX} high"),
-                    }
+                    by_height!(mr, self.rows::<_, $strided, $stream, $b_in_place>())
                 };
             }
             // SAFETY: forwarded from the caller.
@@ -1193,18 +1185,23 @@ mod tests {
     use super::*;
     use crate::engine::tests::values;
 
-    /// A product by a slice of a packed left operand's columns (as the blocks of a block-sparse
-    /// matrix use it) equals the triple loop over those columns.
-    #[test]
-    fn products_by_column_slices_of_a_packed_operand() {
+    /// The kernels this CPU runs: the portable one, and the AVX-512 one where it exists.
+    fn kernels() -> Vec<Kernel> {
         let mut kernels = vec![Kernel::Portable];
         if Kernel::detect() == Kernel::Avx512 {
             kernels.push(Kernel::Avx512);
         }
+        kernels
+    }
+
+    /// A product by a slice of a packed left operand's columns (as the blocks of a block-sparse
+    /// matrix use it) equals the triple loop over those columns.
+    #[test]
+    fn products_by_column_slices_of_a_packed_operand() {
         let (m, n, k, wide, k0) = (13, 40, 30, 50, 7);
         let a = values(m * wide, 5);
         let b = values(k * n, 6);
-        for kernel in kernels {
+        for kernel in kernels() {
             let mut lhs = PackedLhs::default();
             lhs.pack_with(Operand::new(&a, wide, 1), m, wide, kernel);
             let rhs = Packed::with_kernel(Operand::new(&b, n, 1), k, n, kernel);
@@ -1224,11 +1221,7 @@ mod tests {
     /// threads or not.
     #[test]
     fn products_by_rows_in_place_equal_the_triple_loop() {
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx512 {
-            kernels.push(Kernel::Avx512);
-        }
-        for kernel in kernels {
+        for kernel in kernels() {
             // The last is larger than half of L2: its panels are prefetched ahead.
             let shapes = [
                 (1, 3, 2, 1),
@@ -1282,11 +1275,7 @@ mod tests {
     /// widths across the panel edges) equal the plain triple loop on every kernel.
     #[test]
     fn outer_products_in_place_equal_the_triple_loop() {
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx512 {
-            kernels.push(Kernel::Avx512);
-        }
-        for kernel in kernels {
+        for kernel in kernels() {
             // (m, n, k): the rows of `a` are m long, those of `b` n long, k pairs.
             for (m, n, k) in [(1, 1, 1), (30, 30, 256), (13, 3, 300), (3, 30, 17), (40, 70, 513)] {
                 let (a_rs, b_rs, ld) = (m + 5, n + 9, n + 2);
@@ -1395,11 +1384,7 @@ mod tests {
     /// and transposed left operands, accumulating or not, equals the plain triple loop.
     #[test]
     fn products_equal_the_triple_loop() {
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx512 {
-            kernels.push(Kernel::Avx512);
-        }
-        for kernel in kernels {
+        for kernel in kernels() {
             // The last one is large enough to split over threads.
             let shapes = [(1, 1, 1), (3, 5, 2), (14, 32, 7), (15, 33, 257), (32, 70, 300)];
             for (m, n, k) in shapes.into_iter().chain([(40, 330, 400)]) {
