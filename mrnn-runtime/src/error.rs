@@ -60,6 +60,22 @@ pub enum Error {
     /// An argument out of range or inconsistent with the network.
     #[error("{0}")]
     Invalid(String),
+    /// A request that would need more memory than the limit ([`crate::memory`]); refused before
+    /// anything was allocated.
+    #[error(
+        "{what} needs about {}, more than the {} available (the limit; `{}` changes it)",
+        crate::memory::human(*needed),
+        crate::memory::human(*limit),
+        crate::memory::LIMIT_VARIABLE
+    )]
+    TooLarge {
+        /// What needed the memory (`a network of 80000 units`, `4096 candidates`).
+        what: String,
+        /// The estimate, in bytes.
+        needed: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// The runtime's result type.

@@ -18,6 +18,7 @@ pub mod init;
 pub mod linalg;
 pub mod loss;
 pub mod masks;
+pub mod memory;
 pub mod network;
 pub mod noise;
 pub mod optim;
