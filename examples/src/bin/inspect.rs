@@ -4,7 +4,7 @@
 //!
 //! `cargo run -p mrnn-examples --bin inspect`
 
-use mrnn_runtime::task::{FlipFlop, Task};
+use mrnn_runtime::task::{ChaCha8Rng, FlipFlop, SeedableRng, Task};
 use mrnn_runtime::{Device, Readout, StateDict, mrnn};
 
 mrnn! {
@@ -53,7 +53,7 @@ fn main() -> mrnn_runtime::Result<()> {
         );
     }
     let task = FlipFlop::default();
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
     let trials = task.sample(64, &mut rng, &device)?;
     let h = net
         .forward(

@@ -99,6 +99,7 @@ impl Task for PerceptualDecision {
         let noise = Normal::new(0.0, self.noise).map_err(|e| Error::Invalid(e.to_string()))?;
         let mut input = vec![0f32; batch * t_len * 2];
         let mut target = vec![0f32; batch * t_len];
+        let mut conditions = Vec::with_capacity(batch);
         for b in 0..batch {
             let direction = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
             let coherence = self.coherences[rng.random_range(0..self.coherences.len())];
@@ -112,13 +113,15 @@ impl Task for PerceptualDecision {
                     target[row] = direction as f32;
                 }
             }
+            conditions.push(format!("direction={direction:+} coherence={coherence}"));
         }
         let mask = Tensor::ones((batch, t_len, 1), candle_core::DType::F32, device)?;
-        Ok(Trials {
-            input: tensor3(input, batch, t_len, 2, device)?,
-            target: tensor3(target, batch, t_len, 1, device)?,
+        Trials::new(
+            tensor3(input, batch, t_len, 2, device)?,
+            tensor3(target, batch, t_len, 1, device)?,
             mask,
-        })
+        )?
+        .with_conditions(conditions)
     }
 
     /// Choice accuracy: the fraction of trials whose mean readout over the response period has
@@ -162,6 +165,13 @@ mod tests {
                     "without noise the evidence has the answer's sign"
                 );
             }
+        }
+        // Each trial is labelled with its direction and coherence.
+        for (b, label) in trials.conditions.iter().enumerate() {
+            let sign = if target[b][go][0] > 0.0 { "+1" } else { "-1" };
+            assert!(label.starts_with(&format!("direction={sign} coherence=")), "{label}");
+            let coherence: f64 = label.rsplit('=').next().unwrap().parse().unwrap();
+            assert!(task.coherences.contains(&coherence), "{label}");
         }
         assert!((task.accuracy(&trials.target, &trials).unwrap() - 1.0).abs() < 1e-12);
         assert!(task.accuracy(&trials.target.neg().unwrap(), &trials).unwrap() < 1e-12);

@@ -78,12 +78,21 @@ impl Task for FlipFlop {
                 }
             }
         }
+        // A trial's condition is the memory it ends in (`+-+`: the last pulse of each bit).
+        let conditions = (0..batch)
+            .map(|b| {
+                let last = (b * t_len + t_len.saturating_sub(1)) * n;
+                let bits = target.get(last..last + n).unwrap_or_default();
+                bits.iter().map(|&s| if s > 0.0 { '+' } else { '-' }).collect()
+            })
+            .collect();
         let mask = Tensor::ones((batch, t_len, n), candle_core::DType::F32, device)?;
-        Ok(Trials {
-            input: tensor3(input, batch, t_len, n, device)?,
-            target: tensor3(target, batch, t_len, n, device)?,
+        Trials::new(
+            tensor3(input, batch, t_len, n, device)?,
+            tensor3(target, batch, t_len, n, device)?,
             mask,
-        })
+        )?
+        .with_conditions(conditions)
     }
 
     /// Sign accuracy: the fraction of (trial, step, bit) where the output has the target's sign.
@@ -122,6 +131,10 @@ mod tests {
                     assert_eq!(target[b][t][bit], last);
                 }
             }
+            // The trial's condition is the memory it ends in.
+            let end: String =
+                target[b][49].iter().map(|&s| if s > 0.0 { '+' } else { '-' }).collect();
+            assert_eq!(trials.conditions[b], end);
         }
         // A perfect readout scores 1, its negation 0.
         assert!((task.accuracy(&trials.target, &trials).unwrap() - 1.0).abs() < 1e-12);

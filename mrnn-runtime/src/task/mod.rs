@@ -9,12 +9,28 @@ pub use decision::PerceptualDecision;
 pub use flip_flop::FlipFlop;
 
 use candle_core::{Device, Tensor};
-use rand_chacha::ChaCha8Rng;
+// What a task's signature and body need, re-exported so that a user's crate implements
+// [`Task`] with the very RNG type the trainer passes (no second `rand` version to match).
+pub use rand::{Rng, SeedableRng};
+pub use rand_chacha::ChaCha8Rng;
 
-use crate::Result;
+use crate::{Error, Result};
 
-/// A batch of trials, batch first: `input` `[B, T, I]`, `target` `[B, T, O]`, and `mask`
-/// `[B, T, O]` (1 where the loss counts, 0 where it does not).
+/// A batch of trials, batch first: `input` `[B, T, I]`, `target` `[B, T, O]`, `mask`
+/// `[B, T, O]` (1 where the loss counts, 0 where it does not), and one condition label per
+/// trial.
+///
+/// ```
+/// use mrnn_runtime::task::Trials;
+/// use mrnn_runtime::{DType, Device, Tensor};
+/// let zeros = |c| Tensor::zeros((2, 10, c), DType::F32, &Device::Cpu);
+/// let trials = Trials::new(zeros(3)?, zeros(1)?, zeros(1)?)?
+///     .with_conditions(vec!["left".into(), "right".into()])?;
+/// assert_eq!((trials.batch(), trials.steps()), (2, 10));
+/// // A label per trial, no more, no fewer.
+/// assert!(trials.clone().with_conditions(vec!["left".into()]).is_err());
+/// # Ok::<(), mrnn_runtime::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Trials {
     /// Network input.
@@ -23,6 +39,54 @@ pub struct Trials {
     pub target: Tensor,
     /// Loss weights (the time mask).
     pub mask: Tensor,
+    /// The condition of each trial (`direction=+1 coherence=0.2`), for grouping trials in
+    /// analyses and figures; empty strings when the task names none.
+    pub conditions: Vec<String>,
+}
+
+impl Trials {
+    /// Trials from their tensors, checked against each other: `input` `[B, T, I]`, `target` and
+    /// `mask` `[B, T, O]`. No condition labels (empty strings).
+    pub fn new(input: Tensor, target: Tensor, mask: Tensor) -> Result<Trials> {
+        let (b, t, _) = input.dims3().map_err(|_| shape("task input", &input, "[B, T, I]"))?;
+        let (tb, tt, o) = target.dims3().map_err(|_| shape("task target", &target, "[B, T, O]"))?;
+        if (tb, tt) != (b, t) {
+            return Err(shape("task target", &target, &format!("[{b}, {t}, O] (as the input)")));
+        }
+        if mask.dims() != [b, t, o] {
+            return Err(shape("task mask", &mask, &format!("[{b}, {t}, {o}] (as the target)")));
+        }
+        Ok(Trials { input, target, mask, conditions: vec![String::new(); b] })
+    }
+
+    /// The same trials with a condition label for each.
+    pub fn with_conditions(mut self, conditions: Vec<String>) -> Result<Trials> {
+        if conditions.len() != self.batch() {
+            return Err(Error::Invalid(format!(
+                "{} condition labels for {} trials: one label per trial expected",
+                conditions.len(),
+                self.batch()
+            )));
+        }
+        self.conditions = conditions;
+        Ok(self)
+    }
+
+    /// The number of trials `B`.
+    #[must_use]
+    pub fn batch(&self) -> usize {
+        self.input.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Steps per trial `T`.
+    #[must_use]
+    pub fn steps(&self) -> usize {
+        self.input.dims().get(1).copied().unwrap_or(0)
+    }
+}
+
+fn shape(what: &str, t: &Tensor, expected: &str) -> Error {
+    Error::Shape { what: what.to_owned(), expected: expected.to_owned(), got: t.dims().to_vec() }
 }
 
 /// A task the network can be trained on.
