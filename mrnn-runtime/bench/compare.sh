@@ -20,7 +20,7 @@ BASE="${BASELINE:-../shared/bench/torch_baseline.py}"
 REF="${REF:-../shared/reference}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-$(nproc)}"
 if [ -z "${MRNN:-}" ]; then
-  cargo build -q -p mrnn-runtime --bin mrnn
+  cargo build -q -p mrnn-runtime --features cli --bin mrnn
   MRNN=target/debug/mrnn   # the dev profile builds dependencies with opt-level 3 (see Cargo.toml)
 fi
 "$PY" -c "import torch" 2>/dev/null || { echo "error: $PY cannot import torch (python3 -m pip install torch numpy)" >&2; exit 1; }

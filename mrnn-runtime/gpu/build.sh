@@ -20,7 +20,7 @@ source "$CUDA_PREFIX/env.sh"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"   # H100/H200
 # The stub satisfies the linker here; it must never be on the GPU machine's library path.
 export LIBRARY_PATH="$CUDA_PREFIX/lib64/stubs:$CUDA_PREFIX/lib64${LIBRARY_PATH:+:$LIBRARY_PATH}"
-CARGO_TARGET_DIR=target-cuda cargo build --release --locked -p mrnn-runtime --features cuda --bin mrnn
+CARGO_TARGET_DIR=target-cuda cargo build --release --locked -p mrnn-runtime --features cuda,cli --bin mrnn
 mkdir -p gpu-carry
 gzip -c target-cuda/release/mrnn > gpu-carry/mrnn.gz
 cp mrnn-runtime/gpu/device-check.sh gpu-carry/
