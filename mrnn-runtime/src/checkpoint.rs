@@ -37,8 +37,10 @@ fn sign_key(m: Matrix) -> String {
 impl Network {
     /// Saves the network: raw weights, masks, sign matrices and the bias variable, with the
     /// architecture (as the JSON config [`Spec::from_architecture`] writes) and its SHA-256 in
-    /// the metadata. Atomic: the previous file survives any failure.
+    /// the metadata. Atomic: the previous file survives any failure. Non-finite parameters are
+    /// refused (such a file could not be loaded back), and the previous file is kept.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.ensure_finite_parameters(path.as_ref())?;
         write_safetensors(
             path.as_ref(),
             self.checkpoint_tensors(""),
@@ -191,6 +193,7 @@ impl Network {
     /// `model.load_state_dict(safetensors.torch.load_file(path), strict=False)` in Python.
     /// Tonic biases are not part of mRNNTorch's state dict and are not written.
     pub fn export_mrnntorch(&self, path: impl AsRef<Path>, prefix: &str) -> Result<()> {
+        self.ensure_finite_parameters(path.as_ref())?;
         let tensors = vec![
             (format!("{prefix}{W_REC}"), self.w_rec.as_tensor().clone()),
             (format!("{prefix}{}", mask_key(Matrix::Recurrent)), self.rec_mask.clone()),
@@ -201,6 +204,20 @@ impl Network {
         ];
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
         write_safetensors(path.as_ref(), tensors, Some(metadata))
+    }
+
+    /// Fails, naming the parameter, unless the raw weights and the bias are finite: what a
+    /// checkpoint at `path` may be written from.
+    pub(crate) fn ensure_finite_parameters(&self, path: &Path) -> Result<()> {
+        for (key, var) in [(W_REC, &self.w_rec), (W_INP, &self.w_inp), (BIAS, &self.bias)] {
+            if let Some(what) = non_finite(key, var.as_tensor())? {
+                return Err(Error::Checkpoint {
+                    path: path.display().to_string(),
+                    message: format!("not written: {what}; the previous file is kept"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks and takes the raw weights and masks of `sd` (under `prefix`).
@@ -303,6 +320,7 @@ pub fn file_kind(path: impl AsRef<Path>) -> Result<FileKind> {
     let source = path.display().to_string();
     let io = |e: std::io::Error| Error::Io { path: source.clone(), source: e };
     let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
+    crate::output::regular_input(path)?;
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut head = Vec::with_capacity(9);
     file.by_ref().take(9).read_to_end(&mut head).map_err(io)?;
@@ -363,7 +381,7 @@ pub(crate) fn read_safetensors(path: &Path) -> Result<(StateDict, HashMap<String
     let source = path.display().to_string();
     let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
     let io = |e: std::io::Error| Error::Io { path: source.clone(), source: e };
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    let size = crate::output::regular_input(path)?;
     // The bytes, then the tensors made from them.
     memory::ensure_fits(
         format!("reading `{source}` ({})", memory::human(size)),
@@ -386,19 +404,22 @@ fn network_prefix(metadata: &HashMap<String, String>) -> &'static str {
 
 /// Fails unless every entry of `t` is finite: a NaN in a weight would poison every forward pass.
 fn ensure_finite(source: &str, key: &str, t: &Tensor) -> Result<()> {
+    non_finite(key, t)?.map_or(Ok(()), |what| {
+        Err(Error::Checkpoint {
+            path: source.to_owned(),
+            message: format!("{what}: a diverged or damaged file"),
+        })
+    })
+}
+
+/// `Some(description)` when `t` has non-finite entries.
+fn non_finite(key: &str, t: &Tensor) -> Result<Option<String>> {
     let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
     let bad = values.iter().filter(|v| !v.is_finite()).count();
-    if bad > 0 {
+    Ok((bad > 0).then(|| {
         let first = values.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
-        return Err(Error::Checkpoint {
-            path: source.to_owned(),
-            message: format!(
-                "`{key}` has {bad} non-finite entries (such as {first}) of {}: a diverged or damaged file",
-                values.len()
-            ),
-        });
-    }
-    Ok(())
+        format!("`{key}` has {bad} non-finite entries (such as {first}) of {}", values.len())
+    }))
 }
 
 /// An mrnn checkpoint read back whole: the network, and for a training checkpoint the readout

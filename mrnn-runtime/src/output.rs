@@ -41,7 +41,7 @@ const MAX_LINKS: usize = 40;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// What a path names, in words, for refusals: `a FIFO (named pipe)`, `a character device`.
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
     if t.is_file() {
         return "a regular file";
@@ -92,6 +92,23 @@ fn resolve(path: &Path) -> Result<PathBuf> {
         "cannot write `{}`: more than {MAX_LINKS} symbolic links (a loop?)",
         path.display()
     )))
+}
+
+/// The size of the input file `path` after checking that it is a regular file (through
+/// symbolic links). Inputs are read more than once (a header, then the whole file) and their
+/// size bounds what reading them costs: a FIFO would block, and a device such as `/dev/zero`
+/// never ends.
+pub(crate) fn regular_input(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+    if meta.is_file() {
+        Ok(meta.len())
+    } else {
+        Err(Error::Invalid(format!(
+            "cannot read `{}`: it is {}, not a regular file",
+            path.display(),
+            kind_of(&meta)
+        )))
+    }
 }
 
 /// Where a write to `path` goes, after checking that it may: `path` or the target of its

@@ -345,3 +345,18 @@ fn mrnntorch_checkpoint_of_another_shape_is_refused() {
         other => panic!("expected a shape error, got {other}"),
     }
 }
+
+#[test]
+fn a_network_with_non_finite_parameters_is_not_saved() {
+    let dir = TempDir::new("save-non-finite");
+    let path = dir.join("net.safetensors");
+    let net = cbgtcl(0);
+    net.save(&path).unwrap();
+    let old = std::fs::read(&path).unwrap();
+    net.set_w_rec(&poisoned(net.w_rec().as_tensor(), f32::NAN)).unwrap();
+    for err in [net.save(&path).unwrap_err(), net.export_mrnntorch(&path, "rnn.").unwrap_err()] {
+        let err = err.to_string();
+        assert!(err.contains("not written: `W_rec` has 1 non-finite entries"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), old, "the previous file is kept");
+}

@@ -424,3 +424,39 @@ fn simulate_bounds_the_outputs_of_a_long_input() {
         .assert_error(&["simulation's outputs", "[1, 200000, 16]", "needs about"]);
     assert!(!out.exists());
 }
+
+#[test]
+fn special_files_as_networks_weights_and_configs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    // A sparse file of 65 MiB: too large to be a config, and never read.
+    let huge = dir.path().join("huge.json");
+    std::fs::File::create(&huge).unwrap().set_len(65 << 20).unwrap();
+    let input = input(dir.path());
+    let out = dir.path().join("out.safetensors");
+    let limit = std::time::Duration::from_secs(30);
+    let special = "not a regular file";
+    for (network, weights, expected) in [
+        ("/dev/zero", None, ["a character device", special]),
+        (arg(&fifo), None, ["a FIFO", special]),
+        (arg(dir.path()), None, ["a directory", special]),
+        ("/dev/zero", Some(reference("flip_flop_rnn_leaky.pth")), ["a character device", special]),
+        (arg(&huge), Some(reference("flip_flop_rnn_leaky.pth")), ["huge.json", "too large"]),
+        (&reference("flip_flop.json"), Some(arg(&fifo).to_owned()), ["a FIFO", special]),
+    ] {
+        let mut args = vec!["simulate", network, "--input", arg(&input), "--output", arg(&out)];
+        if let Some(w) = &weights {
+            args.extend(["--weights", w]);
+        }
+        mrnn(&args).timeout(limit).run().assert_error(&expected);
+    }
+    for args in [
+        vec!["bench", "--config", "/dev/zero"],
+        vec!["train", "flip-flop", "--config", "/dev/zero", "--out", arg(&dir.path().join("r"))],
+    ] {
+        mrnn(&args).timeout(limit).run().assert_error(&["/dev/zero", "a character device"]);
+    }
+    assert!(!out.exists());
+}

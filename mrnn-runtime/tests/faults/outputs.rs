@@ -3,6 +3,7 @@
 //! directories. Each is refused with an error naming what it is, before the work where the
 //! command knows its outputs up front, and nothing is ever replaced; a symbolic link to a
 //! regular file is written through and stays a link.
+#![cfg(unix)]
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

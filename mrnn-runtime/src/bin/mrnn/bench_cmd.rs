@@ -216,8 +216,11 @@ fn run_bytes(pass: Pass, (h, i, b, t): (usize, usize, usize, usize)) -> u64 {
 fn spec_of(args: &BenchArgs) -> Result<(Spec, String, String, String), Failure> {
     Ok(match (&args.config, args.connectome) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::Invalid(format!("error: cannot read `{}`: {e}", path.display()))
+            let text = mrnn_runtime::config::read_config(path).map_err(|e| match e {
+                mrnn_runtime::Error::Io { source, .. } => {
+                    Failure::Invalid(format!("error: cannot read `{}`: {source}", path.display()))
+                }
+                other => other.into(),
             })?;
             let file = path.display().to_string();
             (mrnn_ir::read_spec(&text, &file)?, file.clone(), file, text)
