@@ -333,9 +333,10 @@ pub fn file_kind(path: impl AsRef<Path>) -> Result<FileKind> {
     let mut len = [0u8; 8];
     len.copy_from_slice(&head[..8]);
     let n = u64::from_le_bytes(len);
-    if n > MAX_HEADER {
+    // The header starts with the `{` just read and ends with a `}`: at least 2 bytes.
+    if !(2..=MAX_HEADER).contains(&n) {
         return Err(bad(format!(
-            "damaged safetensors file: its header claims {n} bytes (safetensors allows {MAX_HEADER})"
+            "damaged safetensors file: its header claims {n} bytes (safetensors allows 2 to {MAX_HEADER})"
         )));
     }
     let mut header = vec![b'{'];

@@ -65,7 +65,7 @@ impl Overrides {
 const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// The text of a config file: a regular file (a FIFO would block, `/dev/zero` never ends) of
-/// at most [`MAX_CONFIG_BYTES`], in UTF-8.
+/// at most 64 MiB, in UTF-8.
 pub fn read_config(path: impl AsRef<Path>) -> Result<String> {
     use std::io::Read as _;
     let path = path.as_ref();

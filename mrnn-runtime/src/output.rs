@@ -187,15 +187,15 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 /// follows a symbolic link nor opens a file that exists, so a stray file or link with that name
 /// is never written through; concurrent writers get different names.
 fn create_temporary(target: &Path) -> std::io::Result<(PathBuf, File)> {
-    let name = target.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    // A name of at most 100 characters keeps the suffix within the filesystem's limit on a
+    // name (255 bytes) whatever the target's.
+    let name: String = target
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(100).collect())
+        .unwrap_or_default();
     loop {
-        let mut tmp = name.clone();
-        tmp.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let tmp = target.with_file_name(tmp);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = target.with_file_name(format!("{name}.{}.{n}.tmp", std::process::id()));
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(file) => return Ok((tmp, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -282,6 +282,10 @@ pub fn write_atomic_with(
     let target = writable_target(path)?;
     let (tmp, file) = create_temporary(&target).map_err(|e| io_error(path, e))?;
     let result = (|| -> Result<()> {
+        // A file replaced keeps its permissions (a private result stays private).
+        if let Ok(meta) = std::fs::metadata(&target) {
+            file.set_permissions(meta.permissions()).map_err(|e| io_error(path, e))?;
+        }
         let mut w = BufWriter::new(file);
         write(&mut w).map_err(|e| io_error(path, e))?;
         let file = w.into_inner().map_err(|e| io_error(path, e.into_error()))?;
@@ -356,6 +360,22 @@ mod tests {
         write_atomic(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_permissions_and_long_names_fit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("private.json");
+        write_atomic(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&path, b"new").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let long = dir.path().join("x".repeat(250));
+        write_atomic(&long, b"long").unwrap();
+        assert_eq!(std::fs::read(&long).unwrap(), b"long");
     }
 
     #[cfg(unix)]

@@ -207,10 +207,12 @@ fn damaged_and_hostile_checkpoints_are_clear_errors() {
     bytes[8 + header_len / 3] = b'\xff';
     std::fs::write(&ckpt, &bytes).unwrap();
     sim().assert_error(&["damaged safetensors header"]);
-    let mut bytes = pristine.clone();
-    bytes[..8].copy_from_slice(&(1u64 << 62).to_le_bytes());
-    std::fs::write(&ckpt, &bytes).unwrap();
-    sim().assert_error(&["header claims"]);
+    for claim in [1u64 << 62, 0, 1] {
+        let mut bytes = pristine.clone();
+        bytes[..8].copy_from_slice(&claim.to_le_bytes());
+        std::fs::write(&ckpt, &bytes).unwrap();
+        sim().assert_error(&["header claims"]);
+    }
     // A header that claims a tensor of [1e9, 1e9] (8 bytes of data) and one past the file's end.
     for claim in [
         r#"{"__metadata__":{"format":"mrnn-checkpoint/1"},"network.W_rec":{"dtype":"F32","shape":[1000000000,1000000000],"data_offsets":[0,8]}}"#,
