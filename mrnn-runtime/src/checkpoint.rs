@@ -1,11 +1,11 @@
 //! Checkpoints: the network's own safetensors format (raw weights, masks, signs, bias, and the
-//! architecture as a JSON config in the metadata), import of mRNNTorch state dicts and export
-//! to them. Every write is atomic: a temporary file in the same directory, synced, then
-//! renamed over the target, so a crash never destroys the previous checkpoint.
+//! architecture as a JSON config in the metadata), training checkpoints read back with their
+//! readout ([`Checkpoint`]), import of mRNNTorch state dicts and export to them. A checkpoint
+//! is self-describing: [`Checkpoint::load`] and [`Network::load`] need nothing but the file.
+//! Every write goes through [`write_atomic`] (see [`crate::output`]).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use mrnn_ir::{Architecture, Spec};
@@ -13,8 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::masks::{HostMatrix, Matrix};
 use crate::network::{DTYPE, Parts};
+pub use crate::output::write_atomic;
 use crate::pth::StateDict;
-use crate::{Error, Network, Result, compat, masks};
+use crate::train::{Model, ReadoutFrom};
+use crate::{Error, Network, Readout, Result, Sign, compat, masks, memory};
 
 /// The value of the `format` metadata entry of this crate's checkpoints.
 pub const FORMAT: &str = "mrnn-checkpoint/1";
@@ -35,8 +37,10 @@ fn sign_key(m: Matrix) -> String {
 impl Network {
     /// Saves the network: raw weights, masks, sign matrices and the bias variable, with the
     /// architecture (as the JSON config [`Spec::from_architecture`] writes) and its SHA-256 in
-    /// the metadata. Atomic: the previous file survives any failure.
+    /// the metadata. Atomic: the previous file survives any failure. Non-finite parameters are
+    /// refused (such a file could not be loaded back), and the previous file is kept.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.ensure_finite_parameters(path.as_ref())?;
         write_safetensors(
             path.as_ref(),
             self.checkpoint_tensors(""),
@@ -74,14 +78,17 @@ impl Network {
         ]))
     }
 
-    /// Loads a checkpoint written by [`Network::save`] onto `device`, rebuilding the network from
-    /// the architecture in its metadata.
+    /// Loads the network of a checkpoint onto `device`, rebuilding it from the architecture in
+    /// the metadata: a file of [`Network::save`], or the network of a training checkpoint (its
+    /// readout comes with [`Checkpoint::load`]).
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Network> {
         let (sd, metadata) = read_safetensors(path.as_ref())?;
-        Network::from_checkpoint(&sd, &metadata, "", device)
+        Network::from_checkpoint(&sd, &metadata, network_prefix(&metadata), device)
     }
 
-    /// Rebuilds a network from checkpoint tensors (names under `prefix`) and metadata.
+    /// Rebuilds a network from checkpoint tensors (names under `prefix`) and metadata. Shapes,
+    /// masks and signs are checked against the architecture, and the weights and biases must
+    /// be finite.
     pub(crate) fn from_checkpoint(
         sd: &StateDict,
         metadata: &HashMap<String, String>,
@@ -89,12 +96,25 @@ impl Network {
         device: &Device,
     ) -> Result<Network> {
         let (arch, seed) = architecture_from_metadata(metadata, sd.source())?;
-        let (rec, inp) = checked_masks(&arch, sd, prefix)?;
         let (h, i) = (arch.hidden_size(), arch.input_size());
+        // The metadata may describe a network far larger than the tensors beside it: shapes
+        // first (nothing allocated), then the memory, then the values.
+        for (key, shape) in [
+            (W_REC.to_owned(), [h, h]),
+            (W_INP.to_owned(), [h, i]),
+            (mask_key(Matrix::Recurrent), [h, h]),
+            (mask_key(Matrix::Input), [h, i]),
+        ] {
+            sd.require(&format!("{prefix}{key}"), &shape)?;
+        }
         let bias = sd.require(&format!("{prefix}{BIAS}"), &[h])?;
+        Network::ensure_fits(&arch)?;
+        let (w_rec, w_inp) = checked_weights(&arch, sd, prefix)?;
+        ensure_finite(sd.source(), &format!("{prefix}{BIAS}"), &bias)?;
+        let (rec, inp) = checked_masks(&arch, sd, prefix)?;
         let parts = Parts {
-            w_rec: sd.require(&format!("{prefix}{W_REC}"), &[h, h])?,
-            w_inp: sd.require(&format!("{prefix}{W_INP}"), &[h, i])?,
+            w_rec,
+            w_inp,
             rec_mask: rec.0,
             rec_sign: rec.1,
             inp_mask: inp.0,
@@ -107,12 +127,14 @@ impl Network {
         Ok(net)
     }
 
-    /// Loads the weights, masks and bias of a checkpoint into this network; refuses, naming what
-    /// differs, a checkpoint saved from another architecture.
+    /// Loads the weights, masks and bias of a checkpoint (a network's, or the network of a
+    /// training checkpoint) into this network; refuses, naming what differs, a checkpoint saved
+    /// from another architecture.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let (sd, metadata) = read_safetensors(path)?;
         let (arch, seed) = architecture_from_metadata(&metadata, sd.source())?;
+        let prefix = network_prefix(&metadata);
         let diffs = compat::differences(&self.arch, &arch);
         if !diffs.is_empty() {
             return Err(Error::Checkpoint {
@@ -127,9 +149,11 @@ impl Network {
         }
         // Everything is checked before anything changes: a refused load leaves the network as
         // it was.
-        let bias = sd.require(BIAS, &[self.hidden_size()])?.to_device(&self.device)?;
+        let bias = sd.require(&format!("{prefix}{BIAS}"), &[self.hidden_size()])?;
+        ensure_finite(sd.source(), &format!("{prefix}{BIAS}"), &bias)?;
+        let bias = bias.to_device(&self.device)?;
         self.check_base_firing(&bias)?;
-        self.adopt(&sd, "")?;
+        self.adopt(&sd, prefix)?;
         self.set_base_firing(&bias)?;
         self.seed = seed;
         Ok(())
@@ -169,6 +193,7 @@ impl Network {
     /// `model.load_state_dict(safetensors.torch.load_file(path), strict=False)` in Python.
     /// Tonic biases are not part of mRNNTorch's state dict and are not written.
     pub fn export_mrnntorch(&self, path: impl AsRef<Path>, prefix: &str) -> Result<()> {
+        self.ensure_finite_parameters(path.as_ref())?;
         let tensors = vec![
             (format!("{prefix}{W_REC}"), self.w_rec.as_tensor().clone()),
             (format!("{prefix}{}", mask_key(Matrix::Recurrent)), self.rec_mask.clone()),
@@ -179,6 +204,20 @@ impl Network {
         ];
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
         write_safetensors(path.as_ref(), tensors, Some(metadata))
+    }
+
+    /// Fails, naming the parameter, unless the raw weights and the bias are finite: what a
+    /// checkpoint at `path` may be written from.
+    pub(crate) fn ensure_finite_parameters(&self, path: &Path) -> Result<()> {
+        for (key, var) in [(W_REC, &self.w_rec), (W_INP, &self.w_inp), (BIAS, &self.bias)] {
+            if let Some(what) = non_finite(key, var.as_tensor())? {
+                return Err(Error::Checkpoint {
+                    path: path.display().to_string(),
+                    message: format!("not written: {what}; the previous file is kept"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks and takes the raw weights and masks of `sd` (under `prefix`).
@@ -200,13 +239,7 @@ fn checked_weights(arch: &Architecture, sd: &StateDict, prefix: &str) -> Result<
     let w_rec = sd.require(&format!("{prefix}{W_REC}"), &[h, h])?;
     let w_inp = sd.require(&format!("{prefix}{W_INP}"), &[h, i])?;
     for (key, t) in [(W_REC, &w_rec), (W_INP, &w_inp)] {
-        let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Checkpoint {
-                path: sd.source().to_owned(),
-                message: format!("`{prefix}{key}` has NaN or infinite entries"),
-            });
-        }
+        ensure_finite(sd.source(), &format!("{prefix}{key}"), t)?;
     }
     Ok((w_rec, w_inp))
 }
@@ -242,28 +275,327 @@ fn host(t: &Tensor) -> Result<HostMatrix> {
     Ok(HostMatrix { rows, cols, data: t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()? })
 }
 
-/// Whether `path` is one of this crate's checkpoints (a safetensors file whose metadata names
-/// [`FORMAT`]), as opposed to an mRNNTorch state dict.
-#[must_use]
-pub fn is_checkpoint(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    safetensors::SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, header)| header.metadata().clone())
-        .is_some_and(|m| m.get("format").is_some_and(|f| f == FORMAT))
+/// What a file given as a network is, judged from its header (see [`file_kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// An mrnn checkpoint written by [`Network::save`]: a network and its architecture.
+    Network,
+    /// An mrnn training checkpoint (`Trainer::save`, `mrnn train`): the network under
+    /// `network.`, its readout under `readout.`, the optimizer's state, and the architecture.
+    Training,
+    /// A safetensors file without mrnn metadata (an mRNNTorch state dict, or other tensors).
+    Safetensors,
+    /// A PyTorch zip archive (`torch.save`'s `.pth`).
+    Pth,
+    /// Anything else (a JSON config, a Rust file, text).
+    Other,
 }
 
-/// Reads a safetensors file: its tensors (on the CPU) and its metadata.
+impl FileKind {
+    /// Whether the file carries its architecture (one of this crate's checkpoints).
+    #[must_use]
+    pub fn is_checkpoint(self) -> bool {
+        matches!(self, FileKind::Network | FileKind::Training)
+    }
+
+    /// The key prefix of the network's tensors in a checkpoint of this kind.
+    #[must_use]
+    pub fn network_prefix(self) -> &'static str {
+        if self == FileKind::Training { TRAINING_PREFIX } else { "" }
+    }
+}
+
+/// Where a training checkpoint keeps the network's tensors (`network.W_rec`, ...).
+const TRAINING_PREFIX: &str = "network.";
+/// Where a training checkpoint keeps the readout's tensors (`readout.weight`, `readout.bias`).
+const READOUT_PREFIX: &str = "readout.";
+/// safetensors' own limit on the size of a header.
+const MAX_HEADER: u64 = 100_000_000;
+
+/// What `path` is, from its first bytes (and, for safetensors, its header only: the tensors are
+/// not read). A safetensors header that cannot be read is an error naming the damage.
+pub fn file_kind(path: impl AsRef<Path>) -> Result<FileKind> {
+    use std::io::Read as _;
+    let path = path.as_ref();
+    let source = path.display().to_string();
+    let io = |e: std::io::Error| Error::Io { path: source.clone(), source: e };
+    let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
+    crate::output::regular_input(path)?;
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut head = Vec::with_capacity(9);
+    file.by_ref().take(9).read_to_end(&mut head).map_err(io)?;
+    if head.starts_with(b"PK") {
+        return Ok(FileKind::Pth);
+    }
+    if head.len() < 9 || head[8] != b'{' {
+        return Ok(FileKind::Other);
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&head[..8]);
+    let n = u64::from_le_bytes(len);
+    // The header starts with the `{` just read and ends with a `}`: at least 2 bytes.
+    if !(2..=MAX_HEADER).contains(&n) {
+        return Err(bad(format!(
+            "damaged safetensors file: its header claims {n} bytes (safetensors allows 2 to {MAX_HEADER})"
+        )));
+    }
+    let mut header = vec![b'{'];
+    file.take(n - 1).read_to_end(&mut header).map_err(io)?;
+    if header.len() as u64 != n {
+        return Err(bad(format!(
+            "truncated safetensors file: its header claims {n} bytes, the file has {}",
+            header.len()
+        )));
+    }
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("damaged safetensors header: {e}")))?;
+    let Some(metadata) = header.get("__metadata__").and_then(serde_json::Value::as_object) else {
+        return Ok(FileKind::Safetensors);
+    };
+    match metadata.get("format").and_then(serde_json::Value::as_str) {
+        Some(FORMAT) => {}
+        // Another version of this crate's format is not a foreign state dict.
+        Some(other) if other.starts_with("mrnn-checkpoint") => {
+            return Err(bad(format!(
+                "an mrnn checkpoint of format `{other}`; this version of mrnn reads `{FORMAT}`"
+            )));
+        }
+        _ => return Ok(FileKind::Safetensors),
+    }
+    Ok(if metadata.keys().any(|k| k.starts_with("train.")) {
+        FileKind::Training
+    } else {
+        FileKind::Network
+    })
+}
+
+/// Whether `path` is one of this crate's checkpoints (a network's or a training run's: a
+/// safetensors file whose metadata names [`FORMAT`]), as opposed to an mRNNTorch state dict.
+#[must_use]
+pub fn is_checkpoint(path: &Path) -> bool {
+    file_kind(path).is_ok_and(FileKind::is_checkpoint)
+}
+
+/// Reads a safetensors file: its tensors (on the CPU) and its metadata. The file is read whole,
+/// once its size is known to fit in memory.
 pub(crate) fn read_safetensors(path: &Path) -> Result<(StateDict, HashMap<String, String>)> {
     let source = path.display().to_string();
     let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: source.clone(), source: e })?;
+    let io = |e: std::io::Error| Error::Io { path: source.clone(), source: e };
+    let size = crate::output::regular_input(path)?;
+    // The bytes, then the tensors made from them.
+    memory::ensure_fits(
+        format!("reading `{source}` ({})", memory::human(size)),
+        size.saturating_mul(2),
+    )?;
+    let bytes = std::fs::read(path).map_err(io)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        .map_err(|e| bad(format!("not a safetensors file, or a damaged or truncated one: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(e.to_string()))?;
     Ok((StateDict::from_tensors(source.clone(), map), metadata))
+}
+
+/// The key prefix of the network's tensors in a checkpoint with this metadata: `network.` in a
+/// training checkpoint, nothing in a network's.
+fn network_prefix(metadata: &HashMap<String, String>) -> &'static str {
+    if metadata.keys().any(|k| k.starts_with("train.")) { TRAINING_PREFIX } else { "" }
+}
+
+/// Fails unless every entry of `t` is finite: a NaN in a weight would poison every forward pass.
+fn ensure_finite(source: &str, key: &str, t: &Tensor) -> Result<()> {
+    non_finite(key, t)?.map_or(Ok(()), |what| {
+        Err(Error::Checkpoint {
+            path: source.to_owned(),
+            message: format!("{what}: a diverged or damaged file"),
+        })
+    })
+}
+
+/// `Some(description)` when `t` has non-finite entries.
+fn non_finite(key: &str, t: &Tensor) -> Result<Option<String>> {
+    let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    Ok((bad > 0).then(|| {
+        let first = values.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+        format!("`{key}` has {bad} non-finite entries (such as {first}) of {}", values.len())
+    }))
+}
+
+/// An mrnn checkpoint read back whole: the network, and for a training checkpoint the readout
+/// it was trained with and where training stopped.
+///
+/// ```no_run
+/// use mrnn_runtime::checkpoint::Checkpoint;
+/// use mrnn_runtime::{Device, Forward, Tensor};
+/// // What `mrnn train flip-flop --out runs/ff` wrote.
+/// let ckpt = Checkpoint::load("runs/ff/checkpoint.safetensors", &Device::Cpu)?;
+/// let input = Tensor::zeros((1, 50, ckpt.network.input_size()), mrnn_runtime::DType::F32, &Device::Cpu)?;
+/// let h = ckpt.network.forward(&input, &Forward::default())?.h;
+/// let output = ckpt.readout.as_ref().expect("a training checkpoint").forward(&h)?;
+/// // Or the model to train further with the library:
+/// let model = ckpt.into_model()?;
+/// # Ok::<(), mrnn_runtime::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The network, rebuilt from the architecture in the metadata.
+    pub network: Network,
+    /// A training checkpoint's readout, reading the units it was trained on; `None` for the
+    /// files of [`Network::save`].
+    pub readout: Option<TrainedReadout>,
+    /// Where a training checkpoint stopped; `None` for the files of [`Network::save`].
+    pub training: Option<TrainingState>,
+}
+
+/// The progress recorded in a training checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainingState {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// The task's name (`flip-flop`, `decision`).
+    pub task: String,
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint of either kind ([`Network::save`]'s or a training run's) onto
+    /// `device`. Every tensor used is checked: shapes against the architecture, masks and signs
+    /// block by block, weights, biases and the readout finite.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let (sd, metadata) = read_safetensors(path)?;
+        let prefix = network_prefix(&metadata);
+        let network = Network::from_checkpoint(&sd, &metadata, prefix, device)?;
+        if prefix.is_empty() {
+            return Ok(Checkpoint { network, readout: None, training: None });
+        }
+        let bad = |message: String| Error::Checkpoint { path: sd.source().to_owned(), message };
+        let get = |key: &str| {
+            metadata.get(key).ok_or_else(|| {
+                bad(format!("a training checkpoint without `{key}` in its metadata (damaged?)"))
+            })
+        };
+        let step = get("train.step")?
+            .parse()
+            .map_err(|e| bad(format!("bad `train.step` in the metadata: {e}")))?;
+        let task = get("train.task")?.clone();
+        let from: ReadoutFrom = serde_json::from_str(get("train.readout_from")?)
+            .map_err(|e| bad(format!("bad `train.readout_from` in the metadata: {e}")))?;
+        let readout = Readout::from_state_dict(&sd, READOUT_PREFIX, device)?;
+        for (name, var) in readout.vars() {
+            ensure_finite(sd.source(), &format!("{READOUT_PREFIX}{name}"), var.as_tensor())?;
+        }
+        let readout = TrainedReadout::new(&network, readout, from)?;
+        Ok(Checkpoint {
+            network,
+            readout: Some(readout),
+            training: Some(TrainingState { step, task }),
+        })
+    }
+
+    /// The network and its readout as a [`Model`] (to train further, or to run with
+    /// [`Model::run`]); a checkpoint without a readout ([`Network::save`]'s) is an error.
+    pub fn into_model(self) -> Result<Model> {
+        let Some(r) = self.readout else {
+            return Err(Error::Invalid(format!(
+                "the checkpoint of `{}` holds a network without a readout (saved by `Network::save`); `Model::new` adds one",
+                self.network.architecture().name()
+            )));
+        };
+        Model::with_readout(self.network, r.readout, r.from)
+    }
+}
+
+/// A readout together with the hidden units it reads: a training run may read out some regions
+/// only, or the excitatory units (see [`ReadoutFrom`]); [`TrainedReadout::forward`] takes all
+/// the rates `[..., H]` and picks those units.
+#[derive(Clone, Debug)]
+pub struct TrainedReadout {
+    /// The linear map.
+    pub readout: Readout,
+    /// Which units it reads.
+    pub from: ReadoutFrom,
+    /// The units read, in order, as an index tensor; `None` for all of them.
+    columns: Option<Tensor>,
+    hidden: usize,
+}
+
+impl TrainedReadout {
+    /// `readout` reading the units of `network` that `from` selects; its input size must match.
+    pub fn new(network: &Network, readout: Readout, from: ReadoutFrom) -> Result<TrainedReadout> {
+        let units = readout_units(network, &from)?;
+        let n = units.as_ref().map_or(network.hidden_size(), Vec::len);
+        if readout.hidden_size() != n {
+            return Err(Error::Shape {
+                what: "readout weight".to_owned(),
+                expected: format!(
+                    "[O, {n}] (the {n} units of `{}` it reads: {from:?})",
+                    network.architecture().name()
+                ),
+                got: readout.weight.dims().to_vec(),
+            });
+        }
+        let columns = units.map(|u| Tensor::from_vec(u, n, network.device())).transpose()?;
+        Ok(TrainedReadout { readout, from, columns, hidden: network.hidden_size() })
+    }
+
+    /// A readout of every unit of a network of `hidden` units (an mRNNTorch `out_layer`).
+    pub fn all(readout: Readout, hidden: usize) -> Result<TrainedReadout> {
+        if readout.hidden_size() != hidden {
+            return Err(Error::Shape {
+                what: "readout weight".to_owned(),
+                expected: format!("[O, {hidden}] (the network's {hidden} units)"),
+                got: readout.weight.dims().to_vec(),
+            });
+        }
+        Ok(TrainedReadout { readout, from: ReadoutFrom::All, columns: None, hidden })
+    }
+
+    /// Number of outputs.
+    #[must_use]
+    pub fn output_size(&self) -> usize {
+        self.readout.output_size()
+    }
+
+    /// The output `[..., O]` for the rates `h` `[..., H]` of all the network's units.
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let rank = h.rank();
+        if rank == 0 || h.dims()[rank - 1] != self.hidden {
+            return Err(Error::Shape {
+                what: "readout input".to_owned(),
+                expected: format!("[..., {}] (the rates of every unit)", self.hidden),
+                got: h.dims().to_vec(),
+            });
+        }
+        match &self.columns {
+            Some(cols) => self.readout.forward(&h.index_select(cols, rank - 1)?),
+            None => self.readout.forward(h),
+        }
+    }
+}
+
+/// The hidden units a readout reads, or `None` for all: the rule of the training checkpoint's
+/// `train.readout_from` (the same as `train::Model`'s, which a test holds them to).
+fn readout_units(network: &Network, from: &ReadoutFrom) -> Result<Option<Vec<u32>>> {
+    let units: Vec<usize> = match from {
+        ReadoutFrom::All => return Ok(None),
+        ReadoutFrom::Regions(names) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            network.hidden_units(&names)?
+        }
+        ReadoutFrom::Excitatory => network
+            .architecture()
+            .regions()
+            .iter()
+            .filter(|r| r.sign == Sign::Exc)
+            .flat_map(mrnn_ir::Region::range)
+            .collect(),
+    };
+    if units.is_empty() {
+        return Err(Error::Invalid(format!("the readout would read no unit ({from:?})")));
+    }
+    Ok(Some(units.into_iter().map(|u| u as u32).collect()))
 }
 
 /// The architecture (hash checked, compiled by the same compiler as any config) and the seed
@@ -318,38 +650,4 @@ pub(crate) fn write_safetensors(
         message: format!("cannot serialize: {e}"),
     })?;
     write_atomic(path, &bytes)
-}
-
-/// `path` with `.tmp` appended, in the same directory (so that the rename stays on one
-/// filesystem and is atomic).
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced to disk, renamed over
-/// `path`. On failure `path` is untouched and the temporary file is removed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a directory, so best effort.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        if tmp.is_file() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Error::Io { path: path.display().to_string(), source: e }
-    })
 }

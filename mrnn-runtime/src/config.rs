@@ -61,6 +61,32 @@ impl Overrides {
     }
 }
 
+/// Configs are kilobytes; anything past this is not one (and is never read whole).
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+/// The text of a config file: a regular file (a FIFO would block, `/dev/zero` never ends) of
+/// at most 64 MiB, in UTF-8.
+pub fn read_config(path: impl AsRef<Path>) -> Result<String> {
+    use std::io::Read as _;
+    let path = path.as_ref();
+    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
+    let size = crate::output::regular_input(path)?;
+    if size > MAX_CONFIG_BYTES {
+        return Err(Error::Invalid(format!(
+            "`{}` has {} bytes: too large for a network config (at most {MAX_CONFIG_BYTES}); is it the right file?",
+            path.display(),
+            size
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_CONFIG_BYTES)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    Ok(text)
+}
+
 /// Reads a config file, applies `overrides`, and compiles it (with its warnings). A config
 /// that does not compile is an [`Error::Config`] holding the compiler's report.
 pub fn compile_json_file(
@@ -69,8 +95,7 @@ pub fn compile_json_file(
 ) -> Result<mrnn_ir::Compiled> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::Io { path: file.clone(), source: e })?;
+    let text = read_config(path)?;
     let mut spec = mrnn_ir::read_spec(&text, &file)?;
     overrides.apply(&mut spec);
     Ok(mrnn_ir::compile_spec(&spec, &file, &text)?)

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod network;
 pub mod noise;
 pub mod optim;
+pub mod output;
 pub mod plot;
 pub mod pth;
 pub mod readout;

@@ -9,7 +9,7 @@ use mrnn_ir::{Architecture, Dynamics};
 use crate::engine::{Block, Recurrence};
 use crate::masks::{HostMatrix, Matrix};
 use crate::noise::Draws;
-use crate::{Error, Result, activation, compat, init, linalg, masks, threads};
+use crate::{Error, Result, activation, compat, init, linalg, masks, memory, threads};
 
 /// The dtype of every parameter and state.
 pub(crate) const DTYPE: DType = DType::F32;
@@ -183,8 +183,12 @@ impl Network {
     /// Builds a network on `device` with masks and initial weights drawn with `seed`: masks as
     /// the connections' sparsities prescribe, raw weights as the reference initializes them,
     /// then scaled to the architecture's spectral radius when it declares one.
+    ///
+    /// A network that cannot fit in memory ([`Network::estimated_bytes`] against
+    /// [`memory::limit`]) is refused with [`Error::TooLarge`] before anything is allocated.
     pub fn with_seed(arch: Architecture, seed: u64, device: &Device) -> Result<Network> {
         threads::ensure_threads();
+        Network::ensure_fits(&arch)?;
         let m = masks::sample(&arch, seed);
         let (w_rec, w_inp) = init::raw_weights(&arch, seed);
         let host = |m: HostMatrix| Tensor::from_vec(m.data, (m.rows, m.cols), device);
@@ -204,7 +208,48 @@ impl Network {
         Ok(net)
     }
 
-    /// Assembles a network from tensors already on `device` (shapes checked here).
+    /// About the most memory building a network of `arch` takes, in bytes. Building holds about
+    /// eight `[H, H]` and eight `[H, I]` `f32` matrices at its peak (raw weights, masks and
+    /// signs on the host and as tensors, the Dale factor, the variable's copy; a peak RSS of
+    /// 8.6 `[H, H]` matrices was measured at H = 4000 with `mrnn bench`, optimizer included),
+    /// and scaling to a spectral radius adds the `f64` eigendecomposition of `[H, H]`.
+    ///
+    /// ```
+    /// # use mrnn_runtime::Network;
+    /// let json = r#"{"recurrent_regions": [{"name": "ctx", "num_units": 80000, "sign": "pos"}],
+    ///               "recurrent_connections": [{"src_region": "ctx", "dst_region": "ctx"}]}"#;
+    /// let arch = mrnn_ir::compile_json(json, "big.json").unwrap().architecture;
+    /// assert!(Network::estimated_bytes(&arch) > 200_000_000_000); // 8 x 80000^2 x 4 bytes
+    /// ```
+    #[must_use]
+    pub fn estimated_bytes(arch: &Architecture) -> u64 {
+        let (h, i) = (arch.hidden_size(), arch.input_size());
+        let matrices = memory::f32_bytes(&[8, h, h.saturating_add(i)]);
+        // The eigensolver holds a few copies of the matrix in f64 (matrix, Schur form, vectors).
+        let eigen = if arch.settings().spectral_radius.is_some() {
+            memory::f64_bytes(&[4, h, h])
+        } else {
+            0
+        };
+        // Per-unit vectors (bias, init, masks of learnable biases): a handful of [H].
+        matrices.saturating_add(eigen).saturating_add(memory::f32_bytes(&[16, h]))
+    }
+
+    /// Refuses, before any allocation, a network too large for the memory available.
+    pub(crate) fn ensure_fits(arch: &Architecture) -> Result<()> {
+        memory::ensure_fits(
+            format!(
+                "building the network `{}` ({} units, {} inputs: [H, H] weights, masks and signs)",
+                arch.name(),
+                arch.hidden_size(),
+                arch.input_size()
+            ),
+            Network::estimated_bytes(arch),
+        )
+    }
+
+    /// Assembles a network from tensors already on `device` (shapes checked here). The callers
+    /// check the memory first ([`Network::ensure_fits`]): the parts exist by now.
     pub(crate) fn from_parts(
         arch: Architecture,
         seed: u64,

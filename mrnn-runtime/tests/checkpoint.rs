@@ -1,11 +1,19 @@
-//! Checkpoints: round trips, refusals of other architectures, atomic writes, and mRNNTorch
-//! state dicts in and out.
+//! Checkpoints: round trips, training checkpoints read back alone (network and readout),
+//! refusals of other architectures and of damaged or non-finite files, atomic writes, and
+//! mRNNTorch state dicts in and out.
 #![allow(clippy::float_cmp, reason = "masks and signs hold exactly 0, 1 or -1")]
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::{TempDir, reference, values};
-use mrnn_runtime::{Device, Error, Forward, Matrix, Network, Overrides, StateDict, Tensor};
+use mrnn_runtime::checkpoint::{Checkpoint, FileKind, TrainingState, file_kind};
+use mrnn_runtime::task::{FlipFlop, Task};
+use mrnn_runtime::train::{Model, ReadoutFrom, TrainConfig, Trainer};
+use mrnn_runtime::{
+    DType, Device, Error, Forward, Matrix, Network, Overrides, StateDict, Tensor, builtin,
+};
 
 fn cbgtcl(seed: u64) -> Network {
     let overrides = Overrides { seed: Some(seed), ..Overrides::default() };
@@ -79,23 +87,165 @@ fn refuses_a_checkpoint_of_another_architecture() {
 }
 
 #[test]
-fn a_failed_write_leaves_the_old_file_intact() {
+fn a_refused_write_leaves_the_old_file_intact() {
     let dir = TempDir::new("atomic");
     let path = dir.join("net.safetensors");
     let net = cbgtcl(1);
     net.save(&path).unwrap();
     let old = std::fs::read(&path).unwrap();
-    // The temporary file cannot be created: a directory is in its way.
+    // A stray file where the old writer put its temporary file no longer matters.
     std::fs::create_dir(dir.join("net.safetensors.tmp")).unwrap();
-    let err = cbgtcl(2).save(&path).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), old);
-    same_network(&net, &Network::load(&path, &Device::Cpu).unwrap());
-    // No stray temporary files either once the obstacle is gone.
-    std::fs::remove_dir(dir.join("net.safetensors.tmp")).unwrap();
     cbgtcl(2).save(&path).unwrap();
-    assert!(!dir.join("net.safetensors.tmp").exists());
     assert_ne!(std::fs::read(&path).unwrap(), old);
+    let entries = std::fs::read_dir(dir.join("")).unwrap().count();
+    assert_eq!(entries, 2, "the checkpoint and the stray directory, no temporary file");
+    // A target that is not a regular file is refused, and nothing is written.
+    let err = net.save(dir.join("net.safetensors.tmp")).unwrap_err().to_string();
+    assert!(err.contains("is a directory, not a regular file"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.join("net.safetensors.tmp")).unwrap().count(), 0);
+    // Written through a symbolic link, the link stays.
+    #[cfg(unix)]
+    {
+        let link = dir.join("latest.safetensors");
+        std::os::unix::fs::symlink("net.safetensors", &link).unwrap();
+        net.save(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        same_network(&net, &Network::load(&path, &Device::Cpu).unwrap());
+    }
+}
+
+/// A small model trained for `steps` steps with a readout of the excitatory units only, and the
+/// training checkpoint it saved.
+fn trained(dir: &TempDir, from: ReadoutFrom) -> (Trainer<FlipFlop>, std::path::PathBuf) {
+    let spec = builtin::excitatory_inhibitory(20, 3);
+    let arch = mrnn_ir::compile_spec(&spec, "ei.json", "").unwrap().architecture;
+    let network = Network::with_seed(arch, 3, &Device::Cpu).unwrap();
+    let model = Model::new(network, 3, from, 3).unwrap();
+    let task = FlipFlop::new(3, 16, 0.1).unwrap();
+    let config = TrainConfig { steps: 2, batch: 4, seed: 1, ..TrainConfig::default() };
+    let mut trainer = Trainer::new(model, task, config).unwrap();
+    while !trainer.finished() {
+        trainer.step().unwrap();
+    }
+    let path = dir.join("checkpoint.safetensors");
+    trainer.save(&path).unwrap();
+    (trainer, path)
+}
+
+#[test]
+fn a_training_checkpoint_loads_alone_with_its_readout() {
+    let dir = TempDir::new("training");
+    for from in
+        [ReadoutFrom::Excitatory, ReadoutFrom::Regions(vec!["inh".into()]), ReadoutFrom::All]
+    {
+        let (trainer, path) = trained(&dir, from.clone());
+        assert_eq!(file_kind(&path).unwrap(), FileKind::Training);
+        let ckpt = Checkpoint::load(&path, &Device::Cpu).unwrap();
+        same_network(&trainer.model.network, &ckpt.network);
+        assert_eq!(ckpt.training, Some(TrainingState { step: 2, task: "flip-flop".into() }));
+        let readout = ckpt.readout.as_ref().expect("a training checkpoint has a readout");
+        assert_eq!(readout.from, from);
+        // The readout reads the same units as the trained model: the same outputs.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(4);
+        let input = trainer.task.sample(2, &mut rng, &Device::Cpu).unwrap().input;
+        let (_, want) = trainer.model.run(&input, None).unwrap();
+        let h = ckpt.network.forward(&input, &Forward::default()).unwrap().h;
+        assert_eq!(values(&readout.forward(&h).unwrap()), values(&want), "{from:?}");
+        let model = ckpt.into_model().unwrap();
+        assert_eq!(values(&model.run(&input, None).unwrap().1), values(&want));
+        // The network alone, and into a network of the same architecture.
+        same_network(&trainer.model.network, &Network::load(&path, &Device::Cpu).unwrap());
+        let mut other =
+            Network::new(trainer.model.network.architecture().clone(), &Device::Cpu).unwrap();
+        other.load_weights(&path).unwrap();
+        same_network(&trainer.model.network, &other);
+    }
+    // A network's own checkpoint has no readout, and no model.
+    let path = dir.join("net.safetensors");
+    cbgtcl(0).save(&path).unwrap();
+    assert_eq!(file_kind(&path).unwrap(), FileKind::Network);
+    let ckpt = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    assert!(ckpt.readout.is_none() && ckpt.training.is_none());
+    let err = ckpt.into_model().unwrap_err().to_string();
+    assert!(err.contains("without a readout"), "{err}");
+    assert_eq!(file_kind(reference("flip_flop_rnn_leaky.pth")).unwrap(), FileKind::Pth);
+    assert_eq!(file_kind(reference("ei_elman_tanh.safetensors")).unwrap(), FileKind::Safetensors);
+    assert_eq!(file_kind(reference("CBGTCL.json")).unwrap(), FileKind::Other);
+}
+
+/// Rewrites a safetensors file with `edit` applied to its tensors and metadata.
+fn rewrite(
+    path: &std::path::Path,
+    edit: impl FnOnce(&mut HashMap<String, Tensor>, &mut HashMap<String, String>),
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap_or_default();
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    edit(&mut tensors, &mut metadata);
+    let bytes = safetensors::serialize(tensors, Some(metadata)).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `t` with its first entry replaced by `v`.
+fn poisoned(t: &Tensor, v: f32) -> Tensor {
+    let mut data = values(&t.to_dtype(DType::F32).unwrap());
+    data[0] = v;
+    Tensor::from_vec(data, t.dims(), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn non_finite_weights_biases_and_readouts_are_refused() {
+    let dir = TempDir::new("non-finite");
+    let (_, path) = trained(&dir, ReadoutFrom::All);
+    let pristine = std::fs::read(&path).unwrap();
+    for (key, v) in [
+        ("network.W_rec", f32::NAN),
+        ("network.W_inp", f32::INFINITY),
+        ("network.base_firing", f32::NEG_INFINITY),
+        ("readout.weight", f32::NAN),
+        ("readout.bias", f32::INFINITY),
+    ] {
+        std::fs::write(&path, &pristine).unwrap();
+        rewrite(&path, |t, _| {
+            let bad = poisoned(&t[key], v);
+            t.insert(key.to_owned(), bad);
+        });
+        let err = Checkpoint::load(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}` has 1 non-finite entries")), "{key}: {err}");
+        if key.starts_with("network.") {
+            let err = Network::load(&path, &Device::Cpu).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            let mut net = cbgtcl(0);
+            assert!(net.load_weights(&path).is_err());
+        }
+    }
+}
+
+#[test]
+fn metadata_larger_than_the_tensors_is_refused_before_allocating() {
+    let dir = TempDir::new("huge-metadata");
+    let path = dir.join("net.safetensors");
+    cbgtcl(0).save(&path).unwrap();
+    // An architecture of 80000 units beside tensors of 350: refused on the shapes, at once.
+    rewrite(&path, |_, meta| {
+        let spec = r#"{"recurrent_regions": [{"name": "a", "num_units": 50000, "sign": "pos"},
+                     {"name": "b", "num_units": 30000, "sign": "neg"}],
+                     "recurrent_connections": [{"src_region": "a", "dst_region": "b"},
+                     {"src_region": "b", "dst_region": "a"}]}"#;
+        meta.insert("spec".into(), spec.into());
+        let hash = <sha2::Sha256 as sha2::Digest>::digest(spec.as_bytes());
+        let hex = hash.iter().fold(String::new(), |mut s, b| {
+            let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+            s
+        });
+        meta.insert("spec_sha256".into(), hex);
+    });
+    let started = std::time::Instant::now();
+    let err = Network::load(&path, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("[80000, 80000]"), "{err}");
+    assert!(started.elapsed().as_secs() < 5);
 }
 
 #[test]
@@ -194,4 +344,19 @@ fn mrnntorch_checkpoint_of_another_shape_is_refused() {
         }
         other => panic!("expected a shape error, got {other}"),
     }
+}
+
+#[test]
+fn a_network_with_non_finite_parameters_is_not_saved() {
+    let dir = TempDir::new("save-non-finite");
+    let path = dir.join("net.safetensors");
+    let net = cbgtcl(0);
+    net.save(&path).unwrap();
+    let old = std::fs::read(&path).unwrap();
+    net.set_w_rec(&poisoned(net.w_rec().as_tensor(), f32::NAN)).unwrap();
+    for err in [net.save(&path).unwrap_err(), net.export_mrnntorch(&path, "rnn.").unwrap_err()] {
+        let err = err.to_string();
+        assert!(err.contains("not written: `W_rec` has 1 non-finite entries"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), old, "the previous file is kept");
 }

@@ -51,3 +51,77 @@ fn bench_names_bad_arguments() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("cannot read `no/such.json`"), "{stderr}");
 }
+
+/// The exit code and stderr of `mrnn bench ARGS` (with `env`).
+fn refusal(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let run = bench(args, env);
+    (run.status.code(), String::from_utf8_lossy(&run.stderr).into_owned())
+}
+
+#[test]
+fn bench_validates_every_flag() {
+    let small = ["--H", "16", "--B", "2", "--T", "3", "--runs", "1"];
+    for (extra, expected) in [
+        (
+            &["--connectome", "2", "--connect", "NaN"][..],
+            "--connect must be a probability in [0, 1], got NaN",
+        ),
+        (
+            &["--connectome", "2", "--connect", "-0.5"],
+            "--connect must be a probability in [0, 1], got -0.5",
+        ),
+        (&["--connectome", "2", "--connect", "1.5"], "got 1.5"),
+        (&["--connectome", "2", "--connect", "inf"], "got inf"),
+        (&["--connectome", "0"], "--connectome must be between 1 and --H = 16"),
+        (&["--connectome", "17"], "got 17"),
+        (&["--alpha", "NaN"], "--alpha (dt / tau) must be in (0, 1], got NaN"),
+        (&["--alpha", "0"], "got 0"),
+        (&["--alpha", "-0.1"], "got -0.1"),
+        (&["--alpha", "1.5"], "got 1.5"),
+        (&["--B", "0"], "--B must be at least 1, got 0"),
+        (&["--T", "0"], "--T must be at least 1, got 0"),
+        (&["--runs", "0"], "--runs must be at least 1, got 0"),
+        (&["--I", "0"], "--I must be at least 1, got 0"),
+        (&["--H", "0"], "--H must be at least 2"),
+    ] {
+        // The case's flags replace the small defaults.
+        let keep = small.chunks(2).filter(|kv| !extra.contains(&kv[0])).flatten();
+        let args: Vec<&str> = keep.chain(extra).copied().collect();
+        let (code, stderr) = refusal(&args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Negative sizes and NaN sizes are not numbers of units: clap says so.
+    for bad in [["--H", "-5"], ["--B", "NaN"], ["--T", "-1"]] {
+        let (code, stderr) = refusal(&bad, &[]);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{stderr}");
+    }
+    // Flags of the built-in networks do not mix with a config.
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/flip_flop.json");
+    let (code, stderr) = refusal(&["--config", config, "--H", "64"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--H") && stderr.contains("--config"), "{stderr}");
+}
+
+#[test]
+fn bench_refuses_sizes_that_cannot_fit_before_allocating() {
+    let limit = [("MRNN_MEMORY_LIMIT", "8G")];
+    for args in [
+        &["--H", "100000", "--B", "1", "--T", "1"][..],
+        &["--H", "64", "--B", "100000000", "--T", "10"],
+        &["--H", "64", "--B", "2", "--T", "100000000"],
+        &["--connectome", "10", "--H", "100000", "--B", "1", "--T", "1"],
+    ] {
+        let started = std::time::Instant::now();
+        let (code, stderr) = refusal(args, &limit);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("needs about") && stderr.contains("8.0 GiB"), "{stderr}");
+        assert!(started.elapsed().as_secs() < 20, "{args:?} took {:?}", started.elapsed());
+    }
+    // Without a limit set, the machine's own memory: these fit on none.
+    let (code, stderr) = refusal(&["--H", "256", "--T", "10000000000"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs about"), "{stderr}");
+}

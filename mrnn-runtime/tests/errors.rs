@@ -149,3 +149,35 @@ fn zero_steps_give_empty_trajectories() {
     assert_eq!(out.h.dims(), &[2, 0, 350]);
     assert_eq!(out.x.unwrap().dims(), &[2, 0, 350]);
 }
+
+#[test]
+fn a_network_too_large_for_memory_is_refused_before_building() {
+    // 800000 units pass the compiler (sizes are just numbers), but their [H, H] matrices are
+    // terabytes: refused with the estimate, at once, instead of aborting in the allocator.
+    let json = r#"{
+        "recurrent_regions": [{"name": "ctx", "num_units": 500000, "sign": "pos"},
+                              {"name": "inh", "num_units": 300000, "sign": "neg"}],
+        "input_regions": [{"name": "u", "num_units": 3, "sign": "pos"}],
+        "recurrent_connections": [{"src_region": "ctx", "dst_region": "inh"},
+                                  {"src_region": "inh", "dst_region": "ctx"}],
+        "input_connections": [{"src_region": "u", "dst_region": "ctx"}]
+    }"#;
+    let arch = mrnn_ir::compile_json(json, "huge.json").unwrap().architecture;
+    let started = std::time::Instant::now();
+    for result in [
+        Network::new(arch.clone(), &Device::Cpu),
+        Network::with_seed(arch.clone(), 3, &Device::Cpu),
+    ] {
+        match result {
+            Err(e @ Error::TooLarge { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("800000 units") && msg.contains("TiB"), "{msg}");
+                assert!(msg.contains("MRNN_MEMORY_LIMIT"), "{msg}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed().as_secs() < 5, "refused before allocating");
+    // 8 matrices of [H, H + I] f32: the estimate is in the message's order of magnitude.
+    assert!(Network::estimated_bytes(&arch) >= 8 * 4 * 800_000 * 800_000);
+}

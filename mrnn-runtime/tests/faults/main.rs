@@ -3,4 +3,6 @@
 //! naming what is wrong) or a correct result: never a panic (exit 101), an abort (a signal), a
 //! hang, or a damaged file.
 
+mod checkpoints;
 mod harness;
+mod outputs;

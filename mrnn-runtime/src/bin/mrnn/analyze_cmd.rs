@@ -1,5 +1,5 @@
 //! `mrnn analyze fixed-points | linearize | flow | currents`: dissection of a trained network
-//! (a JSON config and a weights file) on trajectories driven by flip-flop-like pulses or by the
+//! (an mrnn checkpoint alone, or a JSON config and a weights file) on trajectories driven by flip-flop-like pulses or by the
 //! inputs of a safetensors file; results go to `--out` as JSON, safetensors and PNG figures.
 
 use std::path::{Path, PathBuf};
@@ -9,9 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mrnn_runtime::analysis::{
     self, FixedPointOptions, FixedPoints, FlowField, FlowOptions, Others, Pca, Phase, StateKind,
 };
+use mrnn_runtime::checkpoint::TrainedReadout;
 use mrnn_runtime::plot::{self, FlowPlot, Marker, Spectrum};
 use mrnn_runtime::task::{FlipFlop, Task};
-use mrnn_runtime::{DType, Device, Forward, Network, Readout, StateDict, Tensor};
+use mrnn_runtime::{DType, Device, Forward, Network, StateDict, Tensor};
 use rand::SeedableRng;
 use serde_json::{Value, json};
 
@@ -61,13 +62,9 @@ pub(crate) enum AnalyzeCommand {
 pub(crate) struct CommonArgs {
     #[command(flatten)]
     network: NetworkArgs,
-    /// Directory for results (created if missing).
+    /// Directory for results (created if missing; checked before the analysis runs).
     #[arg(long, default_value = "analysis")]
     out: PathBuf,
-    /// Readout prefix in the weights file (reported for fixed points); default `out_layer.`
-    /// when the file has `out_layer.weight`.
-    #[arg(long)]
-    readout: Option<String>,
     /// Regions (comma-separated names or parents; default all): the subset to linearize, the
     /// regions of the flow's plane, the targets of currents. Fixed points are always searched
     /// in the whole network.
@@ -174,29 +171,16 @@ pub(crate) fn analyze(command: AnalyzeCommand) -> Result<(), Failure> {
 /// The loaded network, its readout (if any) and the trajectories' input.
 struct Setup {
     net: Network,
-    readout: Option<Readout>,
+    readout: Option<TrainedReadout>,
     input: Tensor,
     x0: Option<Tensor>,
 }
 
 fn setup(args: &CommonArgs) -> Result<Setup, Failure> {
-    let (device, net, weights) = args.network.load()?;
-    let readout = match &args.readout {
-        Some(prefix) => Some(Readout::from_state_dict(&weights, prefix, &device)?),
-        None if weights.get("out_layer.weight").is_some() => {
-            Some(Readout::from_state_dict(&weights, "out_layer.", &device)?)
-        }
-        None => None,
-    };
-    if let Some(r) = &readout
-        && r.hidden_size() != net.hidden_size()
-    {
-        return Err(Failure::Invalid(format!(
-            "error: the readout reads {} units, but the network has {}",
-            r.hidden_size(),
-            net.hidden_size()
-        )));
-    }
+    // Before any work: a results directory that cannot be written fails now.
+    mrnn_runtime::output::prepare_dir(&args.out)?;
+    let loaded = args.network.load()?;
+    let (device, net, readout) = (loaded.device, loaded.network, loaded.readout);
     if let Some(u) = &args.input
         && u.len() != net.input_size()
     {
@@ -371,7 +355,7 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn readout_of(readout: &Readout, h: &[f64], device: &Device) -> Result<Vec<f64>, Failure> {
+fn readout_of(readout: &TrainedReadout, h: &[f64], device: &Device) -> Result<Vec<f64>, Failure> {
     let row: Vec<f32> = h.iter().map(|&v| v as f32).collect();
     let n = row.len();
     let t = Tensor::from_vec(row, (1, n), device).map_err(mrnn_runtime::Error::from)?;

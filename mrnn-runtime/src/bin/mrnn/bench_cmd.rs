@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use mrnn_ir::Spec;
 use mrnn_ir::spec::{ConnectionSpec, InputRegionSpec, ModelSpec, RegionSpec};
 use mrnn_runtime::optim::{AdamW, ParamsAdamW};
-use mrnn_runtime::{DType, Forward, Network, Tensor, loss};
+use mrnn_runtime::{DType, Forward, Network, Tensor, loss, memory};
 
 use crate::Failure;
 use crate::train_cmd::device;
@@ -30,26 +30,31 @@ pub(crate) struct BenchArgs {
     /// Network config (mRNNTorch JSON); default: a 2-region E/I network of `--H` units.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Hidden units of the E/I network (80 % excitatory).
-    #[arg(long = "H", default_value_t = 256)]
+    /// Hidden units of the E/I network (80 % excitatory), at least 2.
+    #[arg(
+        long = "H",
+        default_value_t = 256,
+        conflicts_with = "config",
+        allow_negative_numbers = true
+    )]
     hidden: usize,
-    /// Input units of the E/I network (default H / 8).
-    #[arg(long = "I")]
+    /// Input units of the E/I network (default H / 8), at least 1.
+    #[arg(long = "I", conflicts_with = "config", allow_negative_numbers = true)]
     inputs: Option<usize>,
-    /// Batch size.
-    #[arg(long = "B", default_value_t = 32)]
+    /// Batch size (at least 1).
+    #[arg(long = "B", default_value_t = 32, allow_negative_numbers = true)]
     batch: usize,
-    /// Steps per sequence.
-    #[arg(long = "T", default_value_t = 100)]
+    /// Steps per sequence (at least 1).
+    #[arg(long = "T", default_value_t = 100, allow_negative_numbers = true)]
     steps: usize,
     /// What to time.
     #[arg(long = "pass", value_enum, default_value_t = Pass::Fwdbwd)]
     pass: Pass,
-    /// Timed runs (after 2 warm-up runs).
-    #[arg(long, default_value_t = 10)]
+    /// Timed runs (after 2 warm-up runs), at least 1.
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     runs: usize,
-    /// alpha = dt / tau when the config has no "model" object.
-    #[arg(long, default_value_t = 0.1)]
+    /// alpha = dt / tau, in (0, 1], when the config has no "model" object.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     alpha: f64,
     /// Activation when the config has no "model" object.
     #[arg(long, default_value = "relu")]
@@ -57,12 +62,12 @@ pub(crate) struct BenchArgs {
     /// `cpu` or `cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// A connectome-like network instead: this many regions of H / regions units, each pair
-    /// connected with probability `--connect` (plus every self-connection), seeded.
-    #[arg(long)]
+    /// A connectome-like network instead: this many regions (1 to H) of H / regions units, each
+    /// pair connected with probability `--connect` (plus every self-connection), seeded.
+    #[arg(long, conflicts_with = "config", allow_negative_numbers = true)]
     connectome: Option<usize>,
-    /// Connection probability of `--connectome` networks.
-    #[arg(long, default_value_t = 0.1)]
+    /// Connection probability of `--connectome` networks, in [0, 1].
+    #[arg(long, default_value_t = 0.1, requires = "connectome", allow_negative_numbers = true)]
     connect: f64,
     /// Recurrent product: the compiler's choice (`auto`), or force `dense` or `blocks`.
     #[arg(long, value_enum, default_value_t = ProductChoice::Auto)]
@@ -131,7 +136,8 @@ fn connectome_spec(regions: usize, units: usize, inputs: usize, p: f64) -> Spec 
     let mut recurrent_connections = Vec::new();
     for dst in 0..regions {
         for src in 0..regions {
-            if src == dst || rng.random_bool(p.clamp(0.0, 1.0)) {
+            // `p` is checked to be in [0, 1] (`validate`): `random_bool` panics otherwise.
+            if src == dst || rng.random_bool(p) {
                 recurrent_connections.push(ConnectionSpec {
                     src_region: Some(name(src)),
                     dst_region: Some(name(dst)),
@@ -157,18 +163,69 @@ fn connectome_spec(regions: usize, units: usize, inputs: usize, p: f64) -> Spec 
     }
 }
 
-pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
-    let device = device(&args.device)?;
-    let (mut spec, case, file, text) = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::Invalid(format!("error: cannot read `{}`: {e}", path.display()))
+/// Every flag in range, before anything is built: NaN, zero and out-of-range values are usage
+/// errors naming the flag.
+fn validate(args: &BenchArgs) -> Result<(), Failure> {
+    let usage = |m: String| Err(Failure::Usage(m));
+    for (flag, value, least) in
+        [("--B", args.batch, 1), ("--T", args.steps, 1), ("--runs", args.runs, 1)]
+    {
+        if value < least {
+            return usage(format!("{flag} must be at least {least}, got {value}"));
+        }
+    }
+    if args.config.is_none() {
+        if args.hidden < 2 {
+            return usage(format!(
+                "--H must be at least 2 (excitatory and inhibitory units), got {}",
+                args.hidden
+            ));
+        }
+        if args.inputs == Some(0) {
+            return usage("--I must be at least 1, got 0".into());
+        }
+    }
+    if !(args.alpha > 0.0 && args.alpha <= 1.0) {
+        return usage(format!("--alpha (dt / tau) must be in (0, 1], got {}", args.alpha));
+    }
+    if let Some(regions) = args.connectome
+        && !(1..=args.hidden).contains(&regions)
+    {
+        return usage(format!(
+            "--connectome must be between 1 and --H = {} (regions of at least one unit), got {regions}",
+            args.hidden
+        ));
+    }
+    if !(0.0..=1.0).contains(&args.connect) {
+        return usage(format!("--connect must be a probability in [0, 1], got {}", args.connect));
+    }
+    Ok(())
+}
+
+/// About the memory a timed run needs besides the network: the optimizer's two moments per
+/// parameter, the input `[B, T, I]`, and the trajectories. A forward pass peaked at 2.2
+/// `[B, T, H]` tensors and a backward pass at 6.4 (RSS at H = 256, B = 32, T = 5000).
+fn run_bytes(pass: Pass, (h, i, b, t): (usize, usize, usize, usize)) -> u64 {
+    let sequences = if pass == Pass::Fwd { 3 } else { 7 };
+    memory::f32_bytes(&[2, h, h.saturating_add(i)])
+        .saturating_add(memory::f32_bytes(&[b, t, i]))
+        .saturating_add(memory::f32_bytes(&[sequences, b, t, h]))
+}
+
+/// The network's spec, the case's name, and the file name and text the compiler reports on.
+fn spec_of(args: &BenchArgs) -> Result<(Spec, String, String, String), Failure> {
+    Ok(match (&args.config, args.connectome) {
+        (Some(path), _) => {
+            let text = mrnn_runtime::config::read_config(path).map_err(|e| match e {
+                mrnn_runtime::Error::Io { source, .. } => {
+                    Failure::Invalid(format!("error: cannot read `{}`: {source}", path.display()))
+                }
+                other => other.into(),
             })?;
             let file = path.display().to_string();
             (mrnn_ir::read_spec(&text, &file)?, file.clone(), file, text)
         }
-        None if args.connectome.is_some() => {
-            let regions = args.connectome.unwrap_or(1).max(1);
+        (None, Some(regions)) => {
             let inputs = args.inputs.unwrap_or((args.hidden / 8).max(1));
             let case = format!("connectome-{regions}x{}-p{}", args.hidden / regions, args.connect);
             (
@@ -178,14 +235,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 String::new(),
             )
         }
-        None => {
-            if args.hidden < 2 {
-                return Err(Failure::Usage("--H must be at least 2".into()));
-            }
+        (None, None) => {
             let inputs = args.inputs.unwrap_or((args.hidden / 8).max(1));
             (ei_spec(args.hidden, inputs), "ei".to_owned(), "ei.json".to_owned(), String::new())
         }
-    };
+    })
+}
+
+pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    validate(args)?;
+    let device = device(&args.device)?;
+    let (mut spec, case, file, text) = spec_of(args)?;
     // As torch_baseline.py: the config's "model" object if it has dt and tau, else --alpha/--act.
     let model = spec.model.get_or_insert_with(ModelSpec::default);
     if model.dt.is_none() || model.tau.is_none() {
@@ -202,9 +262,15 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         ProductChoice::Blocks => arch.with_product(mrnn_ir::Product::Blocks),
     };
     let product = format!("{:?}", arch.product()).to_lowercase();
-    let network = Network::new(arch, &device)?;
-    let (h, i) = (network.hidden_size(), network.input_size());
+    let (h, i) = (arch.hidden_size(), arch.input_size());
     let (b, t) = (args.batch, args.steps);
+    memory::ensure_fits(
+        format!(
+            "`mrnn bench` of {h} units with B = {b}, T = {t} (the network, its optimizer and [B, T, H] trajectories)"
+        ),
+        Network::estimated_bytes(&arch).saturating_add(run_bytes(args.pass, (h, i, b, t))),
+    )?;
+    let network = Network::new(arch, &device)?;
     let u = Tensor::rand(0f32, 1.0, (b, t, i), &device).map_err(mrnn_runtime::Error::from)?;
     let x0 = Tensor::zeros((b, h), DType::F32, &device).map_err(mrnn_runtime::Error::from)?;
     let target = Tensor::rand(0f32, 1.0, (b, t, h), &device).map_err(mrnn_runtime::Error::from)?;

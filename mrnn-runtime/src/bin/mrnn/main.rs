@@ -1,5 +1,7 @@
 //! The `mrnn` command-line tool: the compiler (check, expand, dot, convert) for people who do not
 //! write Rust, and the runtime (simulate, train, analyze, bench) on JSON configs and checkpoints.
+//! The commands that run a network take an mrnn checkpoint alone (it carries its architecture),
+//! or a JSON config with `--weights`.
 //!
 //! Exit codes: 0 success, 1 invalid input (a config, checkpoint or tensor file that is wrong),
 //! 2 usage error (unknown flags, missing arguments: clap's own code).
@@ -53,7 +55,8 @@ enum Command {
     Dot(compile_cmds::FileArgs),
     /// Print the `mrnn!` source equivalent to a JSON config.
     Convert(compile_cmds::ConvertArgs),
-    /// Run a network (config + weights) on inputs from a safetensors file; write x, h (and output).
+    /// Run a network (an mrnn checkpoint alone, or a config + weights) on inputs from a
+    /// safetensors file; write x, h (and the readout's output).
     Simulate(simulate_cmd::SimulateArgs),
     /// Time forward, forward+backward or training steps; print one JSON line (`torch_baseline.py`'s format).
     Bench(bench_cmd::BenchArgs),

@@ -1,12 +1,13 @@
-//! `mrnn simulate`: runs a network from a JSON config and a weights file (an mRNNTorch `.pth` or
-//! `.safetensors` state dict, or an mrnn checkpoint) on inputs read from a safetensors file, and
-//! writes the trajectory (and a readout's output) to another.
+//! `mrnn simulate`: runs a network (an mrnn checkpoint alone, or a JSON config with a weights
+//! file: an mRNNTorch `.pth` or `.safetensors` state dict, or an mrnn checkpoint) on inputs read
+//! from a safetensors file, and writes the trajectory (and the readout's output) to another.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use mrnn_runtime::{Error, Forward, Readout, StateDict, Tensor};
+use mrnn_runtime::checkpoint::TrainedReadout;
+use mrnn_runtime::{Error, Forward, StateDict, Tensor, memory, output};
 
 use crate::Failure;
 use crate::network_args::NetworkArgs;
@@ -15,15 +16,13 @@ use crate::network_args::NetworkArgs;
 pub(crate) struct SimulateArgs {
     #[command(flatten)]
     network: NetworkArgs,
-    /// Also apply the linear readout stored under this prefix (`out_layer.` for
-    /// `out_layer.weight`/`out_layer.bias`) and write its `output`.
-    #[arg(long)]
-    readout: Option<String>,
     /// Safetensors file with `input` ([B, T, I] batch first) and optionally `x0`, `h0` ([B, H])
     /// and `stim` (the input's layout with H features).
     #[arg(long)]
     input: PathBuf,
-    /// Safetensors file to write: `x` (leaky), `h`, and `output` with `--readout`.
+    /// Safetensors file to write: `x` (leaky), `h`, and `output` when the network has a readout
+    /// (a training checkpoint's, or `--readout`'s). A regular file or a new one (a symbolic link
+    /// is written through); FIFOs, devices and directories are refused.
     #[arg(long)]
     output: PathBuf,
     /// Add noise (the config's levels) drawn with this seed.
@@ -32,12 +31,10 @@ pub(crate) struct SimulateArgs {
 }
 
 pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
-    let (device, network, weights) = args.network.load()?;
-    let readout = args
-        .readout
-        .as_deref()
-        .map(|prefix| Readout::from_state_dict(&weights, prefix, &device))
-        .transpose()?;
+    // Before any work: a path that cannot be written fails now, not after the run.
+    output::check_target(&args.output)?;
+    let loaded = args.network.load()?;
+    let (device, network, readout) = (loaded.device, loaded.network, loaded.readout);
     let inputs = StateDict::read(&args.input)?;
     let input = inputs.get("input").ok_or_else(|| {
         Failure::Invalid(format!(
@@ -69,6 +66,18 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
             args.input.display()
         );
     }
+    // The input file bounds itself, but not what the run makes of it: [B, T, H] states and
+    // rates (H may be far larger than I), each written out again when serialized.
+    let (b, t) =
+        (input.dims().first().copied().unwrap_or(0), input.dims().get(1).copied().unwrap_or(0));
+    let (h, o) = (network.hidden_size(), readout.as_ref().map_or(0, TrainedReadout::output_size));
+    let states = memory::f32_bytes(&[b, t, h]);
+    memory::ensure_fits(
+        format!(
+            "the simulation's outputs (x and h of [{b}, {t}, {h}], and output of [{b}, {t}, {o}])"
+        ),
+        states.saturating_mul(6).saturating_add(memory::f32_bytes(&[2, b, t, o])),
+    )?;
     let trajectory = network.forward(&on_device(input)?, &options)?;
     let mut out: HashMap<String, Tensor> = HashMap::new();
     if let Some(x) = &trajectory.x {
@@ -81,7 +90,7 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
     let tensors: Vec<(String, Tensor)> = out.into_iter().collect();
     let bytes = safetensors::serialize(tensors, None)
         .map_err(|e| Failure::Invalid(format!("error: cannot serialize the output: {e}")))?;
-    mrnn_runtime::checkpoint::write_atomic(&args.output, &bytes)?;
+    output::write_atomic(&args.output, &bytes)?;
     eprintln!(
         "simulated {} for {} steps; wrote {}",
         network.architecture(),

@@ -179,9 +179,8 @@ fn run<T: Task>(task: T, args: &CommonArgs) -> Result<(), Failure> {
         noise: !args.no_noise,
         seed: args.seed,
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        Failure::Invalid(format!("error: cannot create `{}`: {e}", args.out.display()))
-    })?;
+    // Before training: a directory that cannot be written fails now, not at the first save.
+    mrnn_runtime::output::prepare_dir(&args.out)?;
     let checkpoint = args.out.join("checkpoint.safetensors");
     let mut trainer = if args.resume {
         if !checkpoint.is_file() {
