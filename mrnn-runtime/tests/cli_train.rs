@@ -71,13 +71,33 @@ fn a_run_writes_its_checkpoint_metrics_and_figures_and_resumes() {
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 16);
 
-    // Other settings than the run's are refused on resume.
+    // Optimizer settings may change on resume, and the change is recorded.
+    let mut lower = vec!["train", "flip-flop", "--steps", "17", "--time", "20", "--resume"];
+    lower.extend(["--lr", "0.005"]);
+    lower.extend(common);
+    let run = mrnn(&lower);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("--lr changes from 0.01 to 0.005 after step 15"),
+        "{}",
+        stderr(&run)
+    );
+    let m = metrics(&out);
+    assert_eq!(m["lr"], 0.005);
+    assert_eq!(
+        m["setting_changes"],
+        serde_json::json!([{"step": 15, "setting": "lr", "from": 0.01, "to": 0.005}])
+    );
+
+    // What defines the run may not change: each difference is named by its flag.
     let mut other =
-        vec!["train", "flip-flop", "--steps", "20", "--time", "20", "--resume", "--lr", "0.5"];
-    other.extend(common);
+        vec!["train", "flip-flop", "--steps", "20", "--time", "30", "--resume", "--hidden", "12"];
+    other.extend(&common[2..]);
     let run = mrnn(&other);
     assert_eq!(run.status.code(), Some(1));
-    assert!(stderr(&run).contains("lr 0.01 vs 0.5"), "{}", stderr(&run));
+    for needle in ["--time 30 vs 20 saved", "--hidden 12 vs 16 saved"] {
+        assert!(stderr(&run).contains(needle), "`{needle}` missing: {}", stderr(&run));
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::{Task, Trials, expect_output_shape, tensor3};
+use super::{Task, Trials, ensure_trials_fit, expect_output_shape, tensor3};
+use crate::train::{Problem, number};
 use crate::{Error, Result};
 
 /// The two-alternative perceptual decision task.
@@ -46,32 +47,52 @@ impl Default for PerceptualDecision {
 }
 
 impl PerceptualDecision {
-    /// Checks the periods and coherences.
-    pub fn validate(&self) -> Result<()> {
-        if self.stimulus == 0 || self.response == 0 {
-            return Err(Error::Invalid(
-                "the decision task needs a stimulus and a response period of at least 1 step"
-                    .to_owned(),
+    /// Every parameter out of its range: an empty stimulus or response period, periods whose
+    /// total overflows, no coherence, or a coherence or noise level that is negative, not a
+    /// number, or so large that the evidence would not be finite in `f32`.
+    #[must_use]
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (name, value) in [("stimulus", self.stimulus), ("response", self.response)] {
+            if value == 0 {
+                out.push(Problem::new(name, value, "the period needs at least 1 step"));
+            }
+        }
+        let total = [self.fixation, self.stimulus, self.delay, self.response]
+            .into_iter()
+            .try_fold(0usize, usize::checked_add);
+        if total.is_none() {
+            out.push(Problem::new(
+                "fixation",
+                self.fixation,
+                "the four periods must add up to a number of steps that fits in memory",
             ));
         }
-        if self.coherences.is_empty() || self.coherences.iter().any(|c| !c.is_finite() || *c < 0.0)
-        {
-            return Err(Error::Invalid(format!(
-                "coherences must be non-negative numbers, got {:?}",
-                self.coherences
-            )));
+        // Evidence is `coherence + noise * N(0, 1)` in f32: ten standard deviations of headroom
+        // keep every draw finite.
+        let finite = |x: f64| x.is_finite() && x >= 0.0 && x < f64::from(f32::MAX) / 20.0;
+        if self.coherences.is_empty() {
+            out.push(Problem::new("coherences", "[]", "at least one coherence"));
+        } else if let Some(c) = self.coherences.iter().find(|c| !finite(**c)) {
+            out.push(Problem::new(
+                "coherences",
+                number(*c),
+                "coherences must be non-negative numbers small enough for f32 evidence",
+            ));
         }
-        if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(Error::Invalid(format!(
-                "noise must be zero or positive, got {}",
-                self.noise
-            )));
+        if !finite(self.noise) {
+            out.push(Problem::new(
+                "noise",
+                number(self.noise),
+                "the evidence noise must be 0 or a positive number small enough for f32 evidence",
+            ));
         }
-        Ok(())
+        out
     }
 
     fn response_start(&self) -> usize {
-        self.fixation + self.stimulus + self.delay
+        // Saturating: `validate` refuses periods that overflow, before anything runs.
+        self.fixation.saturating_add(self.stimulus).saturating_add(self.delay)
     }
 }
 
@@ -89,12 +110,13 @@ impl Task for PerceptualDecision {
     }
 
     fn steps(&self) -> usize {
-        self.response_start() + self.response
+        self.response_start().saturating_add(self.response)
     }
 
     fn sample(&self, batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Trials> {
         self.validate()?;
         let t_len = self.steps();
+        ensure_trials_fit(self.name(), batch, t_len, (2, 1))?;
         let go = self.response_start();
         let noise = Normal::new(0.0, self.noise).map_err(|e| Error::Invalid(e.to_string()))?;
         let mut input = vec![0f32; batch * t_len * 2];
@@ -137,6 +159,22 @@ impl Task for PerceptualDecision {
 
     fn accuracy_name(&self) -> &'static str {
         "choice_accuracy"
+    }
+
+    fn validate(&self) -> Result<()> {
+        Problem::check("decision task parameters", &self.problems())
+    }
+
+    fn parameters(&self) -> Vec<(String, String)> {
+        let coherences: Vec<String> = self.coherences.iter().map(f64::to_string).collect();
+        vec![
+            ("fixation".to_owned(), self.fixation.to_string()),
+            ("stimulus".to_owned(), self.stimulus.to_string()),
+            ("delay".to_owned(), self.delay.to_string()),
+            ("response".to_owned(), self.response.to_string()),
+            ("coherences".to_owned(), coherences.join(",")),
+            ("noise".to_owned(), self.noise.to_string()),
+        ]
     }
 }
 
@@ -181,5 +219,24 @@ mod tests {
     fn rejects_bad_parameters() {
         let task = PerceptualDecision { coherences: vec![], ..PerceptualDecision::default() };
         assert!(task.sample(1, &mut ChaCha8Rng::seed_from_u64(1), &Device::Cpu).is_err());
+        let settings =
+            |t: PerceptualDecision| t.problems().iter().map(|p| p.setting).collect::<Vec<_>>();
+        let base = PerceptualDecision::default;
+        assert!(settings(base()).is_empty());
+        assert_eq!(settings(PerceptualDecision { stimulus: 0, ..base() }), ["stimulus"]);
+        assert_eq!(settings(PerceptualDecision { response: 0, ..base() }), ["response"]);
+        assert_eq!(settings(PerceptualDecision { fixation: usize::MAX, ..base() }), ["fixation"]);
+        for bad in [f64::NAN, -1.0, f64::INFINITY, 1e300, 1e38] {
+            assert_eq!(settings(PerceptualDecision { noise: bad, ..base() }), ["noise"], "{bad}");
+            let coherences = vec![0.1, bad];
+            assert_eq!(
+                settings(PerceptualDecision { coherences, ..base() }),
+                ["coherences"],
+                "{bad}"
+            );
+        }
+        assert!(base().validate().is_ok());
+        let err = PerceptualDecision { noise: f64::NAN, ..base() }.validate().unwrap_err();
+        assert!(err.to_string().contains("`noise` = NaN"), "{err}");
     }
 }

@@ -5,8 +5,9 @@ use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Task, Trials, expect_output_shape, tensor3};
-use crate::{Error, Result};
+use super::{Task, Trials, ensure_trials_fit, expect_output_shape, tensor3};
+use crate::Result;
+use crate::train::{Problem, number};
 
 /// The N-bit flip-flop task.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,19 +28,29 @@ impl Default for FlipFlop {
 }
 
 impl FlipFlop {
-    /// A flip-flop task; fails on zero bits or steps, or `p` outside `[0, 1]`.
+    /// A flip-flop task; fails on zero bits or steps, or `p` outside `[0, 1]`
+    /// ([`FlipFlop::problems`]).
     pub fn new(n_bits: usize, n_time: usize, p: f64) -> Result<Self> {
-        if n_bits == 0 || n_time == 0 {
-            return Err(Error::Invalid(format!(
-                "flip-flop needs at least 1 bit and 1 step, got {n_bits} bits and {n_time} steps"
-            )));
+        let task = FlipFlop { n_bits, n_time, p };
+        task.validate()?;
+        Ok(task)
+    }
+
+    /// Every parameter out of its range: no bits, no steps, or a pulse probability that is not a
+    /// number in `[0, 1]`.
+    #[must_use]
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.n_bits == 0 {
+            out.push(Problem::new("n_bits", self.n_bits, "the flip-flop needs at least 1 bit"));
         }
-        if !(0.0..=1.0).contains(&p) {
-            return Err(Error::Invalid(format!(
-                "flip-flop pulse probability must be in [0, 1], got {p}"
-            )));
+        if self.n_time == 0 {
+            out.push(Problem::new("n_time", self.n_time, "a trial needs at least 1 step"));
         }
-        Ok(FlipFlop { n_bits, n_time, p })
+        if !(0.0..=1.0).contains(&self.p) {
+            out.push(Problem::new("p", number(self.p), "the pulse probability must be in [0, 1]"));
+        }
+        out
     }
 }
 
@@ -61,7 +72,9 @@ impl Task for FlipFlop {
     }
 
     fn sample(&self, batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Trials> {
+        self.validate()?;
         let (t_len, n) = (self.n_time, self.n_bits);
+        ensure_trials_fit(self.name(), batch, t_len, (n, n))?;
         let mut input = vec![0f32; batch * t_len * n];
         let mut target = vec![0f32; batch * t_len * n];
         for b in 0..batch {
@@ -104,6 +117,18 @@ impl Task for FlipFlop {
 
     fn accuracy_name(&self) -> &'static str {
         "sign_accuracy"
+    }
+
+    fn validate(&self) -> Result<()> {
+        Problem::check("flip-flop parameters", &self.problems())
+    }
+
+    fn parameters(&self) -> Vec<(String, String)> {
+        vec![
+            ("n_bits".to_owned(), self.n_bits.to_string()),
+            ("n_time".to_owned(), self.n_time.to_string()),
+            ("p".to_owned(), self.p.to_string()),
+        ]
     }
 }
 
@@ -156,5 +181,28 @@ mod tests {
     fn rejects_bad_parameters() {
         assert!(FlipFlop::new(0, 10, 0.1).is_err());
         assert!(FlipFlop::new(3, 10, 1.5).is_err());
+        let settings = |t: FlipFlop| t.problems().iter().map(|p| p.setting).collect::<Vec<_>>();
+        assert_eq!(
+            settings(FlipFlop { n_bits: 0, n_time: 0, p: f64::NAN }),
+            ["n_bits", "n_time", "p"]
+        );
+        for p in [-0.1, 2.0, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(settings(FlipFlop { p, ..FlipFlop::default() }), ["p"], "{p}");
+        }
+        for p in [0.0, 1.0] {
+            assert!(FlipFlop::new(1, 1, p).is_ok());
+        }
+        // Fields are public: sampling checks them too.
+        let broken = FlipFlop { n_bits: 0, ..FlipFlop::default() };
+        let err = broken.sample(2, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("`n_bits` = 0"), "{err}");
+    }
+
+    #[test]
+    fn refuses_trials_larger_than_memory_before_allocating() {
+        let task = FlipFlop { n_time: 1 << 40, ..FlipFlop::default() };
+        let err = task.sample(1 << 20, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu);
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("trials of `flip-flop`") && err.contains("needs about"), "{err}");
     }
 }

@@ -14,7 +14,7 @@ use candle_core::{Device, Tensor};
 pub use rand::{Rng, SeedableRng};
 pub use rand_chacha::ChaCha8Rng;
 
-use crate::{Error, Result};
+use crate::{Error, Result, memory};
 
 /// A batch of trials, batch first: `input` `[B, T, I]`, `target` `[B, T, O]`, `mask`
 /// `[B, T, O]` (1 where the loss counts, 0 where it does not), and one condition label per
@@ -106,6 +106,35 @@ pub trait Task: std::fmt::Debug {
     fn accuracy(&self, output: &Tensor, trials: &Trials) -> Result<f64>;
     /// What [`Task::accuracy`] measures, for reports (`sign_accuracy`).
     fn accuracy_name(&self) -> &'static str;
+    /// Checks the task's parameters (counts, probabilities, noise levels) before anything runs;
+    /// [`crate::train::Trainer::new`] calls it. The default accepts everything.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The parameters that define the task, by name, with their values as text: a checkpoint
+    /// records them, and a run resumed with other values is refused, naming each one. The
+    /// default is the whole `Debug` text (every field, under the name `parameters`); a task
+    /// whose `Debug` shows state that changes while training must list its parameters itself.
+    fn parameters(&self) -> Vec<(String, String)> {
+        vec![("parameters".to_owned(), format!("{self:?}"))]
+    }
+}
+
+/// Refuses, before the buffers exist, `batch` trials of `steps` steps with `inputs` input and
+/// `outputs` output channels that would not fit in memory (input, target and mask, built on the
+/// host and then made tensors).
+fn ensure_trials_fit(
+    name: &str,
+    batch: usize,
+    steps: usize,
+    (inputs, outputs): (usize, usize),
+) -> Result<()> {
+    let per_copy =
+        memory::f32_bytes(&[batch, steps, inputs.saturating_add(outputs.saturating_mul(2))]);
+    memory::ensure_fits(
+        format!("{batch} trials of `{name}` with {steps} steps"),
+        per_copy.saturating_mul(2),
+    )
 }
 
 /// Builds a `[B, T, C]` tensor from row-major values.

@@ -6,3 +6,4 @@
 mod checkpoints;
 mod harness;
 mod outputs;
+mod training;
