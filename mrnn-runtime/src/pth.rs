@@ -1,4 +1,23 @@
 //! Reading torch state dicts: `.pth` files (the zip format `torch.save` writes) and `.safetensors` files, into named tensors on the host.
+//!
+//! A `.pth` file is a zip archive: `<name>/data.pkl`, a Python pickle of the state dict whose
+//! tensors refer to storages by persistent ids, and one entry `<name>/data/<key>` per storage
+//! (plus `<name>/byteorder`, `<name>/version`). The pickle is read by a machine of our own
+//! (the `pickle` submodule), not by candle's `candle_core::pickle`, nor by the `serde-pickle`
+//! crate, because a weights file is untrusted input and neither is bounded: candle's reader
+//! recurses without a limit (a list nested 1,000,000 deep overflows the stack, which no
+//! `catch_unwind` can stop), deep-copies memo entries (a 400-byte "billion laughs" pickle runs
+//! 30-50 s and then aborts on allocation), allocates whatever a shape claims (4 TiB), and panics
+//! on several malformed inputs; `serde-pickle` has no limits on depth, memo or work either, and
+//! knows nothing of torch's storages. Ours reads only the subset `torch.save` writes for a state
+//! dict (protocol 2, `OrderedDict`, `_rebuild_tensor_v2`, `torch.*Storage` persistent ids), refuses
+//! every other opcode and global by name, and bounds depth, stack, memo and work; the archive
+//! reader then checks each tensor's dtype, shape, strides and offset against the storage entry
+//! actually in the archive, and the memory of the whole against [`crate::memory`], before
+//! reading or allocating any tensor data.
+
+mod archive;
+mod pickle;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -18,6 +37,13 @@ pub struct StateDict {
 impl StateDict {
     /// Reads a `.pth` (`torch.save`'s zip, tensors saved on any device: they are mapped to the CPU) or a
     /// `.safetensors` file; the format is recognized from the file's first bytes.
+    ///
+    /// A `.pth` holds a dict of tensors (`model.state_dict()`). Nested dicts are read too, with
+    /// dotted keys (a training checkpoint `{'model': sd, 'epoch': 3}` gives `model.<key>` for
+    /// each key of `sd`); values that are not tensors are skipped. dtypes: f32, f64, f16, bf16,
+    /// i64, i32, i16 and u8 as they are, i8 as i16, bool as u8 (0 or 1). Anything else, a
+    /// malformed or hostile file, or one that would need more memory than
+    /// [`crate::memory::limit`], is an error naming the problem; nothing in the file is run.
     pub fn read(path: impl AsRef<Path>) -> Result<StateDict> {
         let path = path.as_ref();
         let source = path.display().to_string();
@@ -27,17 +53,15 @@ impl StateDict {
         let n = read_up_to(&mut file, &mut head).map_err(io)?;
         let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
         let tensors: Vec<(String, Tensor)> = if head[..n].starts_with(b"PK") {
-            // candle's pickle reader is not hardened against malformed files; a panic inside it
-            // must come back as an error about this file, not end the program.
-            let read = std::panic::catch_unwind(|| candle_core::pickle::read_all(path));
-            match read {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => return Err(bad(format!("cannot read as a PyTorch file: {e}"))),
-                Err(_) => {
-                    return Err(bad("cannot read as a PyTorch file: malformed pickle data".into()));
-                }
-            }
+            archive::read(path, &source)?
+        } else if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
+            // A bare pickle: torch.save before torch 1.6 (or with _use_new_zipfile_serialization=False).
+            return Err(bad("a PyTorch file in the legacy (pre-1.6) format, not the zip archive \
+                 torch.save writes today: load it in Python and save it again with torch.save"
+                .into()));
         } else if n == 9 && head[8] == b'{' {
+            let len = file.metadata().map_err(io)?.len();
+            crate::memory::ensure_fits(format!("reading {source}"), len.saturating_mul(2))?;
             let bytes = std::fs::read(path).map_err(io)?;
             let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
                 .map_err(|e| bad(format!("cannot read as safetensors: {e}")))?;

@@ -6,4 +6,5 @@
 mod checkpoints;
 mod harness;
 mod outputs;
+mod pth;
 mod training;
