@@ -48,6 +48,8 @@ impl StateDict {
         let path = path.as_ref();
         let source = path.display().to_string();
         let io = |e: std::io::Error| Error::Io { path: source.clone(), source: e };
+        // A FIFO would block the read of the header, a device such as `/dev/zero` never end.
+        crate::output::regular_input(path)?;
         let mut head = [0u8; 9];
         let mut file = std::fs::File::open(path).map_err(io)?;
         let n = read_up_to(&mut file, &mut head).map_err(io)?;

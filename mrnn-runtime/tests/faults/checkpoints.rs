@@ -454,6 +454,24 @@ fn special_files_as_networks_weights_and_configs_are_refused() {
         }
         mrnn(&args).timeout(limit).run().assert_error(&expected);
     }
+    // Inputs (a state dict of tensors) too: a FIFO would block, a device never end.
+    for bad_input in [arg(&fifo), "/dev/zero"] {
+        let weights = reference("flip_flop_rnn_leaky.pth");
+        let config = reference("flip_flop.json");
+        let args = [
+            "simulate",
+            &config,
+            "--weights",
+            &weights,
+            "--prefix",
+            "rnn.",
+            "--input",
+            bad_input,
+            "--output",
+            arg(&out),
+        ];
+        mrnn(&args).timeout(limit).run().assert_error(&[bad_input, special]);
+    }
     for args in [
         vec!["bench", "--config", "/dev/zero"],
         vec!["train", "flip-flop", "--config", "/dev/zero", "--out", arg(&dir.path().join("r"))],
