@@ -3,4 +3,5 @@
 //! naming what is wrong) or a correct result: never a panic (exit 101), an abort (a signal), a
 //! hang, or a damaged file.
 
+mod compile;
 mod harness;
