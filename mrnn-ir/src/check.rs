@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::visit::{Dfs, EdgeRef};
 
-use crate::diag::{Ctxt, Loc};
-use crate::ir::{Ir, RegionKind};
-use crate::model::{Dynamics, Settings};
+use crate::diag::{Ctxt, Loc, Note, list};
+use crate::ir::{Ir, Located, RegionId, RegionKind};
+use crate::model::Dynamics;
 
 /// What the checked network is for: code generation adds rules about generated names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,23 +19,27 @@ pub enum Purpose {
     Codegen,
 }
 
-/// Names of the associated constants that generated code always defines.
+/// Names of the associated constants that generated code always defines. Generated code also
+/// keeps every name that starts with [`GENERATED_PREFIX`] for itself.
 pub const RESERVED_CONSTS: &[&str] = &["HIDDEN", "INPUT", "ARCHITECTURE", "SEED"];
+
+/// The prefix of the items generated code defines for itself (`__MRNN_REGIONS`): no region's
+/// constant may start with it.
+pub const GENERATED_PREFIX: &str = "__MRNN";
 
 /// Runs every rule.
 pub fn check(cx: &Ctxt, ir: &Ir, purpose: Purpose) {
     check_has_recurrent_regions(cx, ir);
+    check_region_names(cx, ir);
     check_duplicate_regions(cx, ir);
     check_region_sizes(cx, ir);
     check_parent_names(cx, ir);
     check_missing_signs(cx, ir);
     check_duplicate_connections(cx, ir);
     check_connections_into_inputs(cx, ir);
-    check_sparsity_range(cx, ir);
+    check_numbers(cx, ir);
     check_sparsity_leaves_unit_silent(cx, ir);
     check_connection_signs(cx, ir);
-    check_alpha(cx, ir);
-    check_setting_values(cx, ir);
     check_idle_inputs(cx, ir);
     if purpose == Purpose::Codegen {
         check_const_names(cx, ir);
@@ -63,25 +67,55 @@ fn check_has_recurrent_regions(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// Region names are unique across recurrent and input regions; the second is reported.
+// Every region has a name: an empty one cannot be written in a connection.
+//     "recurrent_regions": [{"name": "", "num_units": 4, "sign": "pos"}]
+fn check_region_names(cx: &Ctxt, ir: &Ir) {
+    for (_, r) in ir.regions() {
+        if r.name.value.is_empty() {
+            cx.error_help(
+                r.name.loc.clone(),
+                format!("{} region with an empty name", r.kind.describe()),
+                "give it a name connections can refer to",
+            );
+        }
+    }
+}
+
+// Region names are unique across recurrent and input regions; the second is reported, with a
+// note at the first. When connections use a name that no region declares but the duplicate
+// nearly spells (`region d1` twice, `d1 -> d2`), that is the same mistake: it is reported here
+// once instead of once per use of the undeclared name.
 //     region v1[10]: exc;
 //     region v1[20]: inh;
 fn check_duplicate_regions(cx: &Ctxt, ir: &Ir) {
-    let mut seen: HashMap<&str, RegionKind> = HashMap::new();
-    for (_, r) in ir.regions() {
-        if let Some(first) = seen.get(r.name.value.as_str()) {
-            cx.error_help(
-                r.name.loc.clone(),
-                format!("duplicate region `{}`", r.name.value),
-                format!(
-                    "a {} region named `{}` is declared earlier; recurrent and input regions share one namespace",
-                    first.describe(),
-                    r.name.value
-                ),
-            );
-        } else {
-            seen.insert(&r.name.value, r.kind);
+    for &(dup, first) in &ir.duplicates {
+        let (r, f) = (ir.region(dup), ir.region(first));
+        let name = &r.name.value;
+        if name.is_empty() {
+            continue; // reported as an empty name
         }
+        let meant: Vec<&str> =
+            ir.meant_names.iter().filter(|(d, _)| *d == dup).map(|(_, n)| n.as_str()).collect();
+        let help = match meant.as_slice() {
+            [] => format!(
+                "rename one of the two; recurrent and input regions share one namespace (the first is {} region)",
+                if f.kind == RegionKind::Input { "an input" } else { "a recurrent" }
+            ),
+            [one] => format!(
+                "connections use `{one}`, which no region declares: did you mean to name this region `{one}`?"
+            ),
+            many => format!(
+                "connections use {}, which no region declares: did you mean to name this region `{}`?",
+                list(many),
+                many[0]
+            ),
+        };
+        cx.error_note(
+            r.name.loc.clone(),
+            format!("duplicate region `{name}`"),
+            Some(help),
+            Note { loc: f.name.loc.clone(), message: format!("`{name}` first declared") },
+        );
     }
 }
 
@@ -93,7 +127,7 @@ pub const MAX_UNITS: i64 = 1 << 20;
 //     region v1[0]: exc;
 fn check_region_sizes(cx: &Ctxt, ir: &Ir) {
     let mut totals = [0i64; 2];
-    for (_, r) in ir.regions() {
+    for (_, r) in ir.regions().filter(|(_, r)| !r.invalid.units) {
         let n = r.units.value;
         let total = &mut totals[usize::from(r.kind == RegionKind::Input)];
         *total = total.saturating_add(n.max(0));
@@ -165,7 +199,7 @@ fn check_missing_signs(cx: &Ctxt, ir: &Ir) {
             RegionKind::Recurrent => dale.recurrent,
             RegionKind::Input => dale.input,
         };
-        if !constrained || r.sign.is_some() {
+        if !constrained || r.sign.is_some() || r.invalid.sign {
             continue;
         }
         let (matrix, off) = match r.kind {
@@ -197,22 +231,36 @@ fn check_missing_signs(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// One connection per (source, destination) pair; the second is reported.
+// One connection per (source, destination) pair; the second is reported, with a note at the
+// first.
 //     a -> b;
 //     a -> b (sparsity = 0.5);
 fn check_duplicate_connections(cx: &Ctxt, ir: &Ir) {
-    let mut seen = HashSet::new();
+    // Connections to a name declared twice all reach one of its declarations: they repeat a
+    // pair only because of that duplicate, which is reported as such.
+    let ambiguous: HashSet<RegionId> =
+        ir.duplicates.iter().flat_map(|&(dup, first)| [dup, first]).collect();
+    let mut seen: HashMap<(RegionId, RegionId), &Loc> = HashMap::new();
     for (_, src, dst, p) in ir.connections() {
-        if !seen.insert((src, dst)) {
-            cx.error_help(
+        if ambiguous.contains(&src) || ambiguous.contains(&dst) {
+            continue;
+        }
+        if let Some(first) = seen.get(&(src, dst)) {
+            cx.error_note(
                 p.dst_loc.clone(),
                 format!(
                     "duplicate connection `{} -> {}`",
                     ir.region(src).name.value,
                     ir.region(dst).name.value
                 ),
-                "each pair of regions has one weight block; merge the two declarations",
+                Some(
+                    "each pair of regions has one weight block; merge the two declarations"
+                        .to_owned(),
+                ),
+                Note { loc: (*first).clone(), message: "first declared".to_owned() },
             );
+        } else {
+            seen.insert((src, dst), &p.dst_loc);
         }
     }
 }
@@ -240,28 +288,6 @@ fn check_connections_into_inputs(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// Sparsity is the fraction of zero weights per source unit, in [0, 1).
-//     a -> b (sparsity = 1.5);
-fn check_sparsity_range(cx: &Ctxt, ir: &Ir) {
-    for (_, src, dst, p) in ir.connections() {
-        let Some(s) = &p.sparsity else { continue };
-        let name = format!("{} -> {}", ir.region(src).name.value, ir.region(dst).name.value);
-        if (s.value - 1.0).abs() < f64::EPSILON {
-            cx.error_help(
-                s.loc.clone(),
-                format!("sparsity `1.0` removes every weight of `{name}`"),
-                "drop the connection instead of making it fully sparse",
-            );
-        } else if !(0.0..1.0).contains(&s.value) {
-            cx.error_help(
-                s.loc.clone(),
-                format!("sparsity must be between 0 and 1, got `{:?}`", s.value),
-                "sparsity is the fraction of zero weights per source unit: 0 keeps all, 0.9 keeps 10%",
-            );
-        }
-    }
-}
-
 // A sparsity that zeroes all n_dst weights of a source unit (ceil(s * n_dst) == n_dst) leaves the
 // block empty. The rule of `torch.nn.init.sparse_` rounds the zero count up.
 //     region b[5]: exc;
@@ -270,7 +296,8 @@ fn check_sparsity_leaves_unit_silent(cx: &Ctxt, ir: &Ir) {
     for (_, src, dst, p) in ir.connections() {
         let Some(s) = &p.sparsity else { continue };
         let n_dst = ir.region(dst).units.value;
-        if !(0.0..1.0).contains(&s.value) || n_dst <= 0 {
+        // A placeholder size (a missing `num_units`, reported) says nothing about the sparsity.
+        if !(0.0..1.0).contains(&s.value) || n_dst <= 0 || ir.region(dst).invalid.units {
             continue;
         }
         if zeros_per_column(s.value, n_dst as usize) >= n_dst as usize {
@@ -341,47 +368,201 @@ fn check_connection_signs(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// Leaky dynamics need alpha = dt / tau in (0, 1]: larger steps overshoot the fixed point.
-//     dynamics: leaky(dt = 10.0, tau = 5.0),
-fn check_alpha(cx: &Ctxt, ir: &Ir) {
-    let Dynamics::Leaky { dt, tau } = ir.settings.dynamics else { return };
+/// What a numeric setting may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Domain {
+    /// Any number (`base_firing`, `init`).
+    Any,
+    /// Zero or more (noise levels).
+    NonNegative,
+    /// More than zero (`dt`, `tau`, `spectral_radius`), also after rounding to f32.
+    Positive,
+    /// A fraction of weights in `[0, 1)` (`sparsity`).
+    Fraction,
+}
+
+/// One numeric value of a network, as [`check_numbers`] checks it.
+struct NumberField<'a> {
+    /// What it is, for messages: `dt`, `` `base_firing` of region `gpe` ``.
+    what: String,
+    value: f64,
+    loc: &'a Loc,
+    domain: Domain,
+}
+
+/// Every numeric value of a network (sizes aside: they are integers, see `check_region_sizes`).
+fn numeric_fields<'a>(ir: &'a Ir) -> Vec<NumberField<'a>> {
+    let s = &ir.settings;
     let locs = &ir.setting_locs;
-    let pick = |l: &Loc| if matches!(l, Loc::Unknown) { locs.dynamics.clone() } else { l.clone() };
-    if !(dt.is_finite() && dt > 0.0) {
-        cx.error(pick(&locs.dt), format!("dt must be positive, got `{dt:?}`"));
-    } else if !(tau.is_finite() && tau > 0.0) {
-        cx.error(pick(&locs.tau), format!("tau must be positive, got `{tau:?}`"));
-    } else if dt / tau > 1.0 {
+    // A default setting points at where the dynamics are declared, if anywhere.
+    let dynamics = &locs.dynamics;
+    let pick = |l: &'a Loc| if matches!(l, Loc::Unknown) { dynamics } else { l };
+    let field = |what: &str, value: f64, loc, domain| NumberField {
+        what: what.to_owned(),
+        value,
+        loc,
+        domain,
+    };
+    let mut fields = Vec::new();
+    if let Dynamics::Leaky { dt, tau } = s.dynamics {
+        fields.push(field("dt", dt, pick(&locs.dt), Domain::Positive));
+        fields.push(field("tau", tau, pick(&locs.tau), Domain::Positive));
+    }
+    fields.push(field("noise level `act`", s.noise.act, &locs.noise_act, Domain::NonNegative));
+    fields.push(field("noise level `inp`", s.noise.inp, &locs.noise_inp, Domain::NonNegative));
+    if let Some(rho) = s.spectral_radius {
+        fields.push(field("spectral_radius", rho, &locs.spectral_radius, Domain::Positive));
+    }
+    for (_, r) in ir.regions_of(RegionKind::Recurrent) {
+        let name = &r.name.value;
+        for (key, v) in [("base_firing", &r.base_firing), ("init", &r.init)] {
+            fields.push(field(
+                &format!("`{key}` of region `{name}`"),
+                v.value,
+                &v.loc,
+                Domain::Any,
+            ));
+        }
+    }
+    for (_, src, dst, p) in ir.connections() {
+        if let Some(sp) = &p.sparsity {
+            let what = format!("{} -> {}", ir.region(src).name.value, ir.region(dst).name.value);
+            fields.push(NumberField {
+                what,
+                value: sp.value,
+                loc: &sp.loc,
+                domain: Domain::Fraction,
+            });
+        }
+    }
+    fields
+}
+
+// Every number is finite in f32, where the runtime stores and computes it (`1e300` is a finite
+// f64 and an infinite f32), and within its domain: sizes aside, positive `dt`, `tau` and spectral
+// radius (also once rounded to f32: `1e-50` is 0 there), non-negative noise, sparsity in
+// [0, 1). All numeric settings are checked here, in one place (`numeric_fields` lists them).
+//     noise: (act = 1e300),
+//     a -> b (sparsity = 1.5);
+fn check_numbers(cx: &Ctxt, ir: &Ir) {
+    let mut valid = HashSet::new();
+    for f in numeric_fields(ir) {
+        if check_number(cx, &f) {
+            valid.insert(f.what);
+        }
+    }
+    check_alpha(cx, ir, &valid);
+}
+
+/// Checks one number; true when it is valid.
+fn check_number(cx: &Ctxt, f: &NumberField<'_>) -> bool {
+    let (what, v, loc) = (&f.what, f.value, f.loc.clone());
+    if f.domain == Domain::Fraction {
+        // `what` names the connection; the messages name the setting.
+        if (v - 1.0).abs() < f64::EPSILON {
+            cx.error_help(
+                loc,
+                format!("sparsity `1.0` removes every weight of `{what}`"),
+                "drop the connection instead of making it fully sparse",
+            );
+            return false;
+        }
+        if !(0.0..1.0).contains(&v) {
+            cx.error_help(
+                loc,
+                format!("sparsity must be between 0 and 1, got `{v:?}`"),
+                "sparsity is the fraction of zero weights per source unit: 0 keeps all, 0.9 keeps 10%",
+            );
+            return false;
+        }
+        return true;
+    }
+    if !v.is_finite() {
+        cx.error(loc, format!("{what} must be a finite number, got `{v:?}`"));
+        return false;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the f32 the runtime will hold is the point"
+    )]
+    let single = v as f32;
+    if single.is_infinite() {
         cx.error_help(
-            pick(&locs.dt),
-            format!("alpha = dt / tau = {dt:?} / {tau:?} = {:?} must be in (0, 1]", dt / tau),
-            "the leaky update overshoots when dt > tau; use a smaller dt or a larger tau",
+            loc,
+            format!("{what} is `{v:?}`, which is infinite in f32 (the runtime computes in f32)"),
+            format!("the largest f32 is {:e}", f32::MAX),
         );
+        return false;
+    }
+    match f.domain {
+        Domain::Positive if v <= 0.0 => {
+            cx.error(loc, format!("{what} must be positive, got `{v:?}`"));
+            false
+        }
+        Domain::Positive if single == 0.0 => {
+            cx.error_help(
+                loc,
+                format!("{what} is `{v:?}`, which is 0 in f32 (the runtime computes in f32)"),
+                format!("the smallest positive f32 is {:e}", f32::from_bits(1)),
+            );
+            false
+        }
+        Domain::NonNegative if v < 0.0 => {
+            cx.error(loc, format!("{what} must be zero or positive, got `{v:?}`"));
+            false
+        }
+        _ => true,
     }
 }
 
-// Noise levels are non-negative and the spectral radius is positive.
-//     noise: (act = -0.1),
-fn check_setting_values(cx: &Ctxt, ir: &Ir) {
-    let Settings { noise, spectral_radius, .. } = ir.settings;
+// Leaky dynamics need alpha = dt / tau in (0, 1]: larger steps overshoot the fixed point, and
+// an alpha that is 0 in f32 never moves. The noise of a step, sqrt(2 / alpha) * sigma, must be
+// finite in f32 too.
+//     dynamics: leaky(dt = 10.0, tau = 5.0),
+fn check_alpha(cx: &Ctxt, ir: &Ir, valid: &HashSet<String>) {
+    let Dynamics::Leaky { dt, tau } = ir.settings.dynamics else { return };
+    if !(valid.contains("dt") && valid.contains("tau")) {
+        return; // reported as a bad `dt` or `tau`
+    }
     let locs = &ir.setting_locs;
-    for (name, value, loc) in
+    let loc = if matches!(locs.dt, Loc::Unknown) { &locs.dynamics } else { &locs.dt };
+    let alpha = dt / tau;
+    if alpha > 1.0 {
+        cx.error_help(
+            loc.clone(),
+            format!("alpha = dt / tau = {dt:?} / {tau:?} = {alpha:?} must be in (0, 1]"),
+            "the leaky update overshoots when dt > tau; use a smaller dt or a larger tau",
+        );
+        return;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the f32 the runtime will hold is the point"
+    )]
+    if alpha as f32 == 0.0 {
+        cx.error_help(
+            loc.clone(),
+            format!("alpha = dt / tau = {dt:?} / {tau:?} = {alpha:?} is 0 in f32 (the runtime computes in f32)"),
+            "the state would never move; use a larger dt or a smaller tau",
+        );
+        return;
+    }
+    let noise = ir.settings.noise;
+    for (name, sigma, loc) in
         [("act", noise.act, &locs.noise_act), ("inp", noise.inp, &locs.noise_inp)]
     {
-        if !(value.is_finite() && value >= 0.0) {
-            cx.error(
+        let what = format!("noise level `{name}`");
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the f32 the runtime will hold is the point"
+        )]
+        if valid.contains(&what) && ((2.0 / alpha).sqrt() * sigma) as f32 == f32::INFINITY {
+            cx.error_help(
                 loc.clone(),
-                format!("noise level `{name}` must be zero or positive, got `{value:?}`"),
+                format!("noise level `{name}` = {sigma:?} gives a noise of sqrt(2 / alpha) * {sigma:?} per step, which is infinite in f32"),
+                "use a smaller noise level",
             );
         }
-    }
-    if let Some(rho) = spectral_radius
-        && !(rho.is_finite() && rho > 0.0)
-    {
-        cx.error(
-            locs.spectral_radius.clone(),
-            format!("spectral_radius must be positive, got `{rho:?}`"),
-        );
     }
 }
 
@@ -391,7 +572,12 @@ fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
     if ir.regions_of(RegionKind::Recurrent).next().is_none() {
         return; // reported as "no recurrent region": there is nothing to drive
     }
+    let duplicates: HashSet<RegionId> = ir.duplicates.iter().map(|&(dup, _)| dup).collect();
     for (id, r) in ir.regions_of(RegionKind::Input) {
+        // A duplicate is reported as one; connections resolve to the first declaration.
+        if duplicates.contains(&id) {
+            continue;
+        }
         if ir.graph.edges(id.0).next().is_none() && !ir.dangling_sources.contains(&id) {
             cx.error_help(
                 r.name.loc.clone(),
@@ -405,43 +591,116 @@ fn check_idle_inputs(cx: &Ctxt, ir: &Ir) {
     }
 }
 
-// Generated code names a constant after each region (`d1` -> `D1`): the name must be a Rust
-// identifier, and no two regions (nor a region and a built-in constant) may share one.
-//     "recurrent_regions": [{"name": "alm-exc", ...}]     (from "config.json")
+// Generated code names a constant after each region, input region and contiguous group
+// (`const_name`: `alm-exc` -> `ALM_EXC`): no two of them, and none of them and a built-in
+// constant, may share one. The second is reported, with a note at the first.
+//     region a[3]: exc;
+//     region A[3]: exc;        // both `A`
+//     region hidden[3]: exc;   // `HIDDEN` is the size of the hidden state
 fn check_const_names(cx: &Ctxt, ir: &Ir) {
-    let mut seen: HashMap<String, &str> =
-        RESERVED_CONSTS.iter().map(|c| ((*c).to_owned(), "a built-in constant")).collect();
-    let mut names = HashSet::new();
-    for (_, r) in ir.regions() {
-        let name = &r.name.value;
-        if !names.insert(name.as_str()) {
-            continue; // duplicates are reported by check_duplicate_regions
-        }
-        if !is_identifier(name) {
+    // The first owner of each constant: where it was declared, and what it is.
+    let mut owners: HashMap<String, (Loc, String)> = HashMap::new();
+    let duplicates: HashSet<RegionId> = ir.duplicates.iter().map(|&(dup, _)| dup).collect();
+    let regions = ir
+        .regions()
+        .filter(|(id, r)| !duplicates.contains(id) && !r.name.value.is_empty())
+        .map(|(_, r)| (&r.name, format!("{} region", r.kind.describe())));
+    // A group named like a region is reported as such (`check_parent_names`).
+    let groups = contiguous_groups(ir)
+        .into_iter()
+        .filter(|g| ir.lookup(&g.value).is_none())
+        .map(|g| (g, "group".to_owned()));
+    for (name, what) in regions.chain(groups) {
+        let constant = const_name(&name.value);
+        let reserved =
+            RESERVED_CONSTS.contains(&constant.as_str()) || constant.starts_with(GENERATED_PREFIX);
+        if reserved {
+            let why = if constant.starts_with(GENERATED_PREFIX) {
+                format!("constants starting with `{GENERATED_PREFIX}` are kept for generated code")
+            } else {
+                format!("`{constant}` is a built-in constant of every generated network")
+            };
             cx.error_help(
-                r.name.loc.clone(),
-                format!("region name `{name}` is not a Rust identifier, so `mrnn!` cannot name a constant after it"),
-                "rename it with letters, digits and `_` only (not starting with a digit)",
+                name.loc.clone(),
+                format!("{what} `{}` would generate the constant `{constant}`: {why}", name.value),
+                format!("rename the {what}"),
             );
-            continue;
-        }
-        let constant = const_name(name);
-        if let Some(other) = seen.get(&constant) {
-            cx.error_help(
-                r.name.loc.clone(),
-                format!("region `{name}` would generate the constant `{constant}`, which is already {other}"),
-                "rename the region",
+        } else if let Some((first, first_what)) = owners.get(&constant) {
+            cx.error_note(
+                name.loc.clone(),
+                format!(
+                    "{what} `{}` would generate the constant `{constant}`, which the {first_what} declared earlier already generates",
+                    name.value
+                ),
+                Some(
+                    "rename one of the two: constants are names in upper case, with characters other than ASCII letters, digits and `_` replaced (see `mrnn!`'s documentation, \"Names\")"
+                        .to_owned(),
+                ),
+                Note { loc: first.clone(), message: format!("`{constant}` first generated") },
             );
         } else {
-            seen.insert(constant, "the constant of another region");
+            owners.insert(constant, (name.loc.clone(), what));
         }
     }
 }
 
-/// The associated constant generated for a region: its name in upper case.
+/// The groups whose recurrent regions are contiguous in the hidden vector (each once, in the
+/// order of their first region): generated code gives each a range constant.
+fn contiguous_groups(ir: &Ir) -> Vec<&Located<String>> {
+    let order: Vec<RegionId> = ir.regions_of(RegionKind::Recurrent).map(|(id, _)| id).collect();
+    ir.groups()
+        .into_iter()
+        .filter(|g| {
+            let positions: Vec<usize> = ir
+                .group_members(&g.value)
+                .iter()
+                .filter_map(|id| order.iter().position(|o| o == id))
+                .collect();
+            is_contiguous(&positions)
+        })
+        .collect()
+}
+
+/// Whether increasing positions form one run (`[3, 4, 5]`).
 #[must_use]
-pub fn const_name(region: &str) -> String {
-    region.to_ascii_uppercase()
+pub(crate) fn is_contiguous(positions: &[usize]) -> bool {
+    positions.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+/// The associated constant generated for a region or group: deterministic, an ASCII identifier,
+/// never a keyword. ASCII letters are upper-cased; ASCII digits and `_` stay; every other ASCII
+/// character (`-`, a space, `.`) becomes `_`; a non-ASCII character becomes `U` and its code point
+/// in hex (`é` -> `U00E9`); a name that would start with a digit, or be `_` alone, gets a leading
+/// `_`. So `alm-exc` -> `ALM_EXC`, `1st` -> `_1ST`, `état` -> `U00E9TAT`, `self` -> `SELF`.
+///
+/// ```
+/// use mrnn_ir::check::const_name;
+/// assert_eq!(const_name("alm-exc"), "ALM_EXC");
+/// assert_eq!(const_name("my region"), "MY_REGION");
+/// assert_eq!(const_name("état"), "U00E9TAT");
+/// assert_eq!(const_name("1st"), "_1ST");
+/// assert_eq!(const_name("_"), "__");
+/// ```
+#[must_use]
+pub fn const_name(name: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c.to_ascii_uppercase());
+        } else if c.is_ascii() {
+            out.push('_');
+        } else {
+            let _ = write!(out, "U{:04X}", u32::from(c));
+        }
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    if out == "_" || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// Whether `name` can be an identifier in generated code.

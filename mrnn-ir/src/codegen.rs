@@ -1,15 +1,22 @@
-//! Code generation phase: a checked [`Architecture`] becomes a Rust type with `const` sizes and
+//! Code generation phase: an [`Architecture`] becomes a Rust type with `const` sizes and
 //! region ranges, the architecture as a `const`, and constructors and `forward` that call
-//! `mrnn-runtime`. Runs only after the checker reported no error: it never finds new ones.
+//! `mrnn-runtime`. It never finds errors of its own.
+//!
+//! It also runs on networks the checker rejected, next to their `compile_error!`s: the type and
+//! its constants then still exist, so that each use of `Net::THAL` does not add an error of its
+//! own. Everything here therefore holds for any laid-out network, valid or not: no two items
+//! share a name, every identifier is valid, every float is a valid token.
 //!
 //! Generated code names the runtime in exactly one place (`runtime_path`) and uses absolute
 //! paths only, so user items called `Result`, `Ok` or `Tensor` cannot capture it.
+
+use std::collections::HashSet;
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Ident, Visibility};
 
-use crate::check::const_name;
+use crate::check::{GENERATED_PREFIX, RESERVED_CONSTS, const_name};
 use crate::diag::Diagnostic;
 use crate::model::{Activation, Architecture, Dynamics, Settings, Sign, Source};
 
@@ -185,9 +192,10 @@ fn api_surface(name: &Ident, fallback: bool) -> TokenStream {
     }
 }
 
-/// What `mrnn!` expands to when the input has errors: the errors, and a type with the usual
-/// methods (bodies `unreachable!()`, never run because the crate does not compile) so that uses
-/// of the type do not add errors of their own.
+/// What `mrnn!` expands to when its input does not parse (a network that parses but breaks a
+/// rule gets its full type, see [`crate::expand::generate`]): the errors, and a type with the
+/// usual methods (bodies `unreachable!()`, never run because the crate does not compile) so that
+/// uses of the type do not add errors of their own.
 #[must_use]
 pub fn fallback(vis: &Visibility, name: &Ident, errors: &TokenStream) -> TokenStream {
     let rt = runtime_path();
@@ -278,9 +286,43 @@ fn sign_tokens(sign: Sign) -> TokenStream {
     }
 }
 
-/// An `f64` literal that round-trips exactly (`Literal` prints the shortest exact form).
-fn float(value: f64) -> Literal {
-    Literal::f64_unsuffixed(value)
+/// An `f64` expression that round-trips exactly: a literal (`Literal` prints the shortest exact
+/// form), or the `f64` constant for the non-finite values of a rejected network (`Literal`
+/// panics on them).
+fn float(value: f64) -> TokenStream {
+    if value.is_nan() {
+        quote!(::core::primitive::f64::NAN)
+    } else if value == f64::INFINITY {
+        quote!(::core::primitive::f64::INFINITY)
+    } else if value == f64::NEG_INFINITY {
+        quote!(::core::primitive::f64::NEG_INFINITY)
+    } else {
+        let literal = Literal::f64_unsuffixed(value);
+        quote!(#literal)
+    }
+}
+
+/// A name as inline code in generated docs, whatever characters it holds: control characters
+/// (a newline would end the doc line's markdown) become U+FFFD, a name with backticks gets a
+/// longer fence, and `|` is escaped (the names sit in table cells).
+fn doc_code(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|");
+    let mut longest = 0;
+    let mut run = 0;
+    for c in clean.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    if longest == 0 {
+        format!("`{clean}`")
+    } else {
+        let fence = "`".repeat(longest + 1);
+        format!("{fence} {clean} {fence}")
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -317,14 +359,15 @@ fn type_docs(arch: &Architecture, user: &[String]) -> Vec<String> {
     docs.push(" | region | kind | units | range | sign | base firing | init |".to_owned());
     docs.push(" |---|---|---|---|---|---|---|".to_owned());
     for r in arch.regions() {
-        let parent = r.parent.as_ref().map(|p| format!(" (in `{p}`)")).unwrap_or_default();
+        let parent =
+            r.parent.as_ref().map(|p| format!(" (in {})", doc_code(p))).unwrap_or_default();
         let learn = if r.learnable_bias { " (learned)" } else { "" };
         docs.push(format!(
-            " | `{}`{parent} | recurrent | {} | {}..{} | {} | {}{learn} | {} |",
-            r.name,
+            " | {}{parent} | recurrent | {} | {}..{} | {} | {}{learn} | {} |",
+            doc_code(&r.name),
             r.units,
             r.offset,
-            r.offset + r.units,
+            r.range().end,
             r.sign.describe(),
             r.base_firing,
             r.init
@@ -332,11 +375,11 @@ fn type_docs(arch: &Architecture, user: &[String]) -> Vec<String> {
     }
     for r in arch.inputs() {
         docs.push(format!(
-            " | `{}` | input | {} | {}..{} | {} | | |",
-            r.name,
+            " | {} | input | {} | {}..{} | {} | | |",
+            doc_code(&r.name),
             r.units,
             r.offset,
-            r.offset + r.units,
+            r.range().end,
             r.sign.describe()
         ));
     }
@@ -348,7 +391,7 @@ fn type_docs(arch: &Architecture, user: &[String]) -> Vec<String> {
         let dst = &arch.regions()[c.dst].name;
         let sign = arch.source_sign(c.src).describe();
         let sparsity = c.sparsity.map(|s| format!(", sparsity {s}")).unwrap_or_default();
-        docs.push(format!(" - `{src} -> {dst}`: {sign}{sparsity}"));
+        docs.push(format!(" - {}: {sign}{sparsity}", doc_code(&format!("{src} -> {dst}"))));
     }
     docs
 }
@@ -379,12 +422,18 @@ pub fn span_warnings(warnings: &[Diagnostic], fallback_span: Span) -> Vec<(Span,
 }
 
 /// The pretty-printed code of a network declared as `pub <type_name>` (for `mrnn expand` on a
-/// JSON config, which has no tokens of its own).
-#[must_use]
-pub fn expand_architecture(arch: &Architecture, type_name: &str, docs: &[String]) -> String {
+/// JSON config, which has no tokens of its own). Fails when `type_name` is not an identifier.
+pub fn expand_architecture(
+    arch: &Architecture,
+    type_name: &str,
+    docs: &[String],
+) -> Result<String, String> {
+    if !crate::check::is_identifier(type_name) {
+        return Err(format!("`{type_name}` cannot be a type name: it is not a Rust identifier"));
+    }
     let vis = Visibility::Public(<syn::Token![pub]>::default());
     let name = Ident::new(type_name, Span::call_site());
-    pretty(&generate(arch, &Target { vis: &vis, name: &name, docs, tracked_file: None }, &[]))
+    Ok(pretty(&generate(arch, &Target { vis: &vis, name: &name, docs, tracked_file: None }, &[])))
 }
 
 /// The architecture's regions, inputs and connections as comma-separated struct literals.
@@ -449,42 +498,67 @@ fn table_tokens(arch: &Architecture) -> (TokenStream, TokenStream, TokenStream) 
     (quote!(#(#regions),*), quote!(#(#inputs),*), quote!(#(#connections),*))
 }
 
-/// One documented `Range<usize>` constant per region (hidden units) and input region (input units).
+/// One documented `Range<usize>` constant per region (hidden units), input region (input units)
+/// and contiguous group (hidden units), named by [`const_name`]. The checker rejects networks
+/// where two of them share a name; for those (generated next to their errors) only the first is
+/// generated, so the names stay unique.
 fn range_consts(arch: &Architecture) -> TokenStream {
-    let region_consts = arch.regions().iter().map(|r| {
-        let ident = format_ident!("{}", const_name(&r.name));
-        let (start, end) = (r.offset, r.offset + r.units);
-        let (start_lit, end_lit) =
-            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
+    let mut taken: HashSet<String> = RESERVED_CONSTS.iter().map(|c| (*c).to_owned()).collect();
+    let mut consts = Vec::new();
+    let mut push = |name: &str, range: std::ops::Range<usize>, doc: String| {
+        let constant = const_name(name);
+        if constant.starts_with(GENERATED_PREFIX) || !taken.insert(constant.clone()) {
+            return;
+        }
+        let ident = format_ident!("{}", constant);
+        let (start, end) =
+            (Literal::usize_unsuffixed(range.start), Literal::usize_unsuffixed(range.end));
+        consts.push(quote! {
+            #[doc = #doc]
+            pub const #ident: ::core::ops::Range<::core::primitive::usize> = #start..#end;
+        });
+    };
+    for r in arch.regions() {
         let doc = format!(
-            " `{}`: {} {} unit{}, hidden units `{start}..{end}`{}.",
-            r.name,
+            " {}: {} {} unit{}, hidden units `{}..{}`{}.",
+            doc_code(&r.name),
             r.units,
             r.sign.describe(),
             plural(r.units),
-            r.parent.as_ref().map(|p| format!(" (part of `{p}`)")).unwrap_or_default()
+            r.offset,
+            r.range().end,
+            r.parent.as_ref().map(|p| format!(" (part of {})", doc_code(p))).unwrap_or_default()
         );
-        quote! {
-            #[doc = #doc]
-            pub const #ident: ::core::ops::Range<::core::primitive::usize> = #start_lit..#end_lit;
-        }
-    });
-    let input_consts = arch.inputs().iter().map(|r| {
-        let ident = format_ident!("{}", const_name(&r.name));
-        let (start, end) = (r.offset, r.offset + r.units);
-        let (start_lit, end_lit) =
-            (Literal::usize_unsuffixed(start), Literal::usize_unsuffixed(end));
+        push(&r.name, r.range(), doc);
+    }
+    for r in arch.inputs() {
         let doc = format!(
-            " `{}`: input region, {} {} unit{}, input units `{start}..{end}`.",
-            r.name,
+            " {}: input region, {} {} unit{}, input units `{}..{}`.",
+            doc_code(&r.name),
             r.units,
             r.sign.describe(),
-            plural(r.units)
+            plural(r.units),
+            r.offset,
+            r.range().end,
         );
-        quote! {
-            #[doc = #doc]
-            pub const #ident: ::core::ops::Range<::core::primitive::usize> = #start_lit..#end_lit;
+        push(&r.name, r.range(), doc);
+    }
+    for (group, range) in arch.groups() {
+        let Some(range) = range else { continue };
+        // A group named like a region is an error reported by the checker; the region keeps
+        // the name.
+        if arch.region(group).is_some() || arch.input_region(group).is_some() {
+            continue;
         }
-    });
-    quote!(#(#region_consts)* #(#input_consts)*)
+        let members: Vec<String> = arch.children(group).map(|r| doc_code(&r.name)).collect();
+        let doc = format!(
+            " Group {}: regions {}, hidden units `{}..{}`.",
+            doc_code(group),
+            members.join(", "),
+            range.start,
+            range.end
+        );
+        push(group, range, doc);
+    }
+    quote!(#(#consts)*)
 }

@@ -1,29 +1,34 @@
-//! Conversion to the DSL: writes an `mrnn!` invocation equivalent to a checked architecture (for
-//! `mrnn convert config.json`), so JSON users can move a network into Rust code.
+//! Conversion between the front doors: an `mrnn!` invocation equivalent to a checked
+//! architecture (for `mrnn convert config.json`), so JSON users can move a network into Rust
+//! code, and the mRNNTorch config of one (for `mrnn convert net.rs`), so a network written in
+//! Rust can go back to Python. Either way, compiling the result gives the same architecture.
 
 use std::fmt::Write;
 
 use crate::check::is_identifier;
 use crate::model::{Architecture, Dynamics};
+use crate::spec::Spec;
 
-/// The `mrnn!` source of an architecture, with `type_name` as the generated type. Fails when a
-/// region name cannot be written as a DSL identifier.
-pub fn to_dsl(arch: &Architecture, type_name: &str, origin: &str) -> Result<String, String> {
-    let bad: Vec<&str> = arch
-        .regions()
-        .iter()
-        .map(|r| r.name.as_ref())
-        .chain(arch.inputs().iter().map(|r| r.name.as_ref()))
-        .filter(|n| !is_identifier(n))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "region name{} {} cannot be written in the DSL (names must be Rust identifiers); rename {} in the config",
-            if bad.len() == 1 { "" } else { "s" },
-            crate::diag::list(&bad),
-            if bad.len() == 1 { "it" } else { "them" }
-        ));
+/// A region or group name as the DSL writes it: the name itself when it is a plain identifier,
+/// else a string literal (`"alm-exc"`, `"type"`, `"état"`).
+#[must_use]
+pub fn dsl_name(name: &str) -> String {
+    if is_identifier(name) {
+        name.to_owned()
+    } else {
+        proc_macro2::Literal::string(name).to_string()
     }
+}
+
+/// The mRNNTorch config of an architecture, with every setting in its `"model"` object.
+#[must_use]
+pub fn to_json(arch: &Architecture) -> String {
+    Spec::from_architecture(arch).to_json_pretty()
+}
+
+/// The `mrnn!` source of an architecture, with `type_name` as the generated type. Names that are
+/// not identifiers are written as strings. Fails when `type_name` is not an identifier.
+pub fn to_dsl(arch: &Architecture, type_name: &str, origin: &str) -> Result<String, String> {
     if !is_identifier(type_name) {
         return Err(format!("`{type_name}` cannot be a type name; pass another with --name"));
     }
@@ -31,6 +36,8 @@ pub fn to_dsl(arch: &Architecture, type_name: &str, origin: &str) -> Result<Stri
     let mut out = String::new();
     let _ = writeln!(out, "mrnn! {{");
     if !origin.is_empty() {
+        // A doc comment ends at a line break: a path with one must not end it early.
+        let origin: String = origin.chars().filter(|c| !c.is_control()).collect();
         let _ = writeln!(out, "    /// Converted from `{origin}` by `mrnn convert`.");
     }
     let _ = writeln!(out, "    pub {type_name} {{");
@@ -59,13 +66,19 @@ pub fn to_dsl(arch: &Architecture, type_name: &str, origin: &str) -> Result<Stri
         out.push('\n');
     }
     for r in arch.inputs() {
-        let _ = writeln!(out, "        input {}[{}]: {};", r.name, r.units, r.sign.dsl_name());
+        let _ = writeln!(
+            out,
+            "        input {}[{}]: {};",
+            dsl_name(&r.name),
+            r.units,
+            r.sign.dsl_name()
+        );
     }
     out.push('\n');
     for r in arch.regions() {
         let mut props = vec![r.sign.dsl_name().to_owned()];
         if let Some(p) = &r.parent {
-            props[0] = format!("{} in {p}", r.sign.dsl_name());
+            props[0] = format!("{} in {}", r.sign.dsl_name(), dsl_name(p));
         }
         if r.base_firing != 0.0 {
             props.push(format!("base_firing = {:?}", r.base_firing));
@@ -76,14 +89,20 @@ pub fn to_dsl(arch: &Architecture, type_name: &str, origin: &str) -> Result<Stri
         if r.learnable_bias {
             props.push("learnable_bias".to_owned());
         }
-        let _ = writeln!(out, "        region {}[{}]: {};", r.name, r.units, props.join(", "));
+        let _ = writeln!(
+            out,
+            "        region {}[{}]: {};",
+            dsl_name(&r.name),
+            r.units,
+            props.join(", ")
+        );
     }
     if !arch.connections().is_empty() {
         out.push('\n');
     }
     for c in arch.connections() {
-        let src = arch.source_name(c.src);
-        let dst = &arch.regions()[c.dst].name;
+        let src = dsl_name(arch.source_name(c.src));
+        let dst = dsl_name(&arch.regions()[c.dst].name);
         let sparsity = c.sparsity.map(|s| format!(" (sparsity = {s:?})")).unwrap_or_default();
         let _ = writeln!(out, "        {src} -> {dst}{sparsity};");
     }

@@ -113,9 +113,34 @@ pub struct Diagnostic {
     pub loc: Loc,
     /// How to fix it, when there is something specific to say.
     pub help: Option<String>,
+    /// Another place that explains this one: where a duplicated name was first declared.
+    pub note: Option<Note>,
+}
+
+/// A secondary location of a diagnostic, with what it shows: `` `v1` first declared ``, which
+/// the CLI renders as "note: `v1` first declared here" above the place, and `mrnn!` as
+/// "= note: `v1` first declared at line 4, column 16".
+#[derive(Clone, Debug)]
+pub struct Note {
+    /// Where.
+    pub loc: Loc,
+    /// What is there: lowercase, no trailing period, no "here".
+    pub message: String,
 }
 
 impl Diagnostic {
+    /// An error without help or note.
+    #[must_use]
+    pub fn error(loc: Loc, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            loc,
+            help: None,
+            note: None,
+        }
+    }
+
     /// The message with its help, on one line, as a proc-macro error shows it.
     #[must_use]
     pub fn message_with_help(&self) -> String {
@@ -124,6 +149,24 @@ impl Diagnostic {
             None => self.message.clone(),
         }
     }
+}
+
+/// The most characters of user text a message or a source line shows: a name or a line of a
+/// megabyte (a minified config, a generated name) is shown elided around its middle.
+pub const MAX_SHOWN_CHARS: usize = 160;
+
+/// `text` if it has at most `max` characters, else its start and end around `...`, with the
+/// number of characters left out.
+#[must_use]
+pub fn elide(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let keep = max / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("{head}...({} characters)...{tail}", count - 2 * keep)
 }
 
 /// Collects diagnostics from every phase (after serde's `Ctxt`).
@@ -150,27 +193,35 @@ impl Ctxt {
 
     /// Records an error.
     pub fn error(&self, loc: Loc, message: impl Into<String>) {
-        self.push(Diagnostic {
-            severity: Severity::Error,
-            message: message.into(),
-            loc,
-            help: None,
-        });
+        self.push(Diagnostic::error(loc, message));
     }
 
     /// Records an error with a hint on how to fix it.
     pub fn error_help(&self, loc: Loc, message: impl Into<String>, help: impl Into<String>) {
-        self.push(Diagnostic {
-            severity: Severity::Error,
-            message: message.into(),
-            loc,
-            help: Some(help.into()),
-        });
+        self.push(Diagnostic { help: Some(help.into()), ..Diagnostic::error(loc, message) });
+    }
+
+    /// Records an error with a hint and a note at another place (where a duplicated name was
+    /// first declared).
+    pub fn error_note(
+        &self,
+        loc: Loc,
+        message: impl Into<String>,
+        help: Option<String>,
+        note: Note,
+    ) {
+        self.push(Diagnostic { help, note: Some(note), ..Diagnostic::error(loc, message) });
     }
 
     /// Records a warning with an optional hint.
     pub fn warning(&self, loc: Loc, message: impl Into<String>, help: Option<String>) {
-        self.push(Diagnostic { severity: Severity::Warning, message: message.into(), loc, help });
+        self.push(Diagnostic {
+            severity: Severity::Warning,
+            message: message.into(),
+            loc,
+            help,
+            note: None,
+        });
     }
 
     /// Whether an error (not a warning) has been recorded so far.
@@ -203,14 +254,26 @@ impl Drop for Ctxt {
     }
 }
 
+/// Names longer than this get no "did you mean": the edit distance is quadratic in the length,
+/// and a name of a thousand characters is not a typo of another.
+const MAX_SUGGESTED_LEN: usize = 64;
+
 /// Finds the closest of `candidates` to `name` (for "did you mean" hints): edit distance at most
 /// a third of the name's length (at least 1), and less than the name's length (so `b` does not
 /// suggest `u`), ties broken by declaration order.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let len = name.chars().count();
+    if len > MAX_SUGGESTED_LEN {
+        return None;
+    }
     let limit = (len / 3).max(1);
     candidates
         .into_iter()
+        // Lengths that differ by more than the limit cannot be within it (and skipping them
+        // keeps long candidates out of the quadratic distance).
+        .filter(|c| {
+            c.len().abs_diff(name.len()) <= 4 * limit && c.chars().count().abs_diff(len) <= limit
+        })
         .map(|c| (edit_distance(name, c), c))
         .filter(|&(d, _)| d <= limit && d < len)
         .min_by_key(|&(d, _)| d)
@@ -240,6 +303,20 @@ pub fn list(names: &[&str]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
+/// A count with thousands separators, as messages print them: `4,990`.
+#[must_use]
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +329,30 @@ mod tests {
         assert_eq!(closest("alm_ex", names), Some("alm_exc"));
         assert_eq!(closest("cortex", names), None);
         assert_eq!(closest("b", ["u", "a"]), None);
+    }
+
+    #[test]
+    fn long_names_get_no_suggestion_and_no_quadratic_work() {
+        let long = "x".repeat(100_000);
+        let other = format!("{long}y");
+        assert_eq!(closest(&long, [other.as_str(), "x"]), None);
+        assert_eq!(closest("thal", ["thalamus_with_a_long_name", "thai"]), Some("thai"));
+    }
+
+    #[test]
+    fn elides_long_text_around_its_middle() {
+        assert_eq!(elide("short", 10), "short");
+        let long = "a".repeat(50) + &"b".repeat(50);
+        let shown = elide(&long, 20);
+        assert_eq!(shown, format!("{}...(80 characters)...{}", "a".repeat(10), "b".repeat(10)));
+    }
+
+    #[test]
+    fn counts_read_with_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(4990), "4,990");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

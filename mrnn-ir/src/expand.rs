@@ -1,7 +1,10 @@
 //! The `mrnn!` pipeline end to end: parse -> lower -> check -> layout -> codegen, with every
 //! diagnostic turned into `compile_error!` tokens in this one place. [`expand`] never fails: it
-//! returns the generated code, or the errors plus a fallback type (see [`codegen::fallback`]).
+//! returns the generated code, or the errors plus the generated type (so that its uses add no
+//! errors of their own), or, for input that does not parse, the errors plus a fallback type (see
+//! [`codegen::fallback`]). Errors come in source order, at most [`MAX_ERRORS`] of them.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use proc_macro2::{Span, TokenStream};
@@ -10,24 +13,34 @@ use syn::parse::{Parse, ParseStream};
 
 use crate::check::{self, Purpose};
 use crate::codegen::{self, Target};
-use crate::diag::{Ctxt, Diagnostic, Loc, Severity};
+use crate::diag::{Ctxt, Diagnostic, Loc, MAX_SHOWN_CHARS, Severity, elide, thousands};
 use crate::ir::{Ir, Located};
-use crate::report::Report;
+use crate::report::{Report, sort_in_source_order};
 use crate::spec::Spec;
-use crate::syntax::Network;
+use crate::syntax::{MAX_NESTING, Network, too_deep};
 use crate::{layout, lower};
+
+/// The most errors (or warnings) one `mrnn!` reports; one more says how many others there are (a
+/// generated or pasted network with thousands of mistakes would otherwise bury the first).
+pub const MAX_ERRORS: usize = 100;
 
 /// Expands the body of an `mrnn!` invocation. `CARGO_MANIFEST_DIR` (set by cargo while it
 /// compiles the user's crate) anchors the path of the `from "file.json"` form.
 #[must_use]
 pub fn expand(input: TokenStream) -> TokenStream {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    let net = match syn::parse2::<Network>(input.clone()) {
+    // syn builds its token buffer recursively: input nested too deeply never reaches it, not
+    // even to read the type's name (read from the top level only).
+    let (parsed, head_tokens) = match too_deep(&input, MAX_NESTING) {
+        Some(span) => (Err(nesting_error(span)), shallow(&input)),
+        None => (syn::parse2::<Network>(input.clone()), input),
+    };
+    let net = match parsed {
         Ok(net) => net,
         Err(e) => {
             let errors = e.to_compile_error();
             // Keep the type name, when it can be read, so uses of the type add no errors.
-            return match syn::parse2::<Head>(input) {
+            return match syn::parse2::<Head>(head_tokens) {
                 Ok(head) => codegen::fallback(&head.vis, &head.name, &errors),
                 Err(_) => errors,
             };
@@ -37,21 +50,73 @@ pub fn expand(input: TokenStream) -> TokenStream {
     generate(&lowered)
 }
 
-/// The code for a lowered network: the generated type, or its errors and the fallback type.
+/// The top level of a token stream, every group emptied (delimiters and spans kept).
+fn shallow(tokens: &TokenStream) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|tt| match tt {
+            proc_macro2::TokenTree::Group(g) => {
+                let mut empty = proc_macro2::Group::new(g.delimiter(), TokenStream::new());
+                empty.set_span(g.span());
+                proc_macro2::TokenTree::Group(empty)
+            }
+            other => other,
+        })
+        .collect()
+}
+
+/// The error for brackets nested deeper than [`MAX_NESTING`].
+#[must_use]
+pub fn nesting_error(span: Span) -> syn::Error {
+    syn::Error::new(
+        span,
+        format!(
+            "brackets nested more than {MAX_NESTING} levels deep: an `mrnn!` network needs two"
+        ),
+    )
+}
+
+/// The code for a lowered network: the generated type, preceded by its errors if it has any.
+///
+/// A network with errors still gets its type and constants, laid out from what was declared:
+/// the errors stop the build, and uses of `Net::THAL` elsewhere in the crate add none of their
+/// own (codegen keeps such a type valid Rust; see [`codegen`]).
 #[must_use]
 pub fn generate(lowered: &LoweredDsl) -> TokenStream {
-    if lowered.diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        let errors = lowered
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| lowered.to_syn_error(d).to_compile_error());
-        return codegen::fallback(&lowered.vis, &lowered.name, &quote!(#(#errors)*));
-    }
     let arch = layout::layout(&lowered.ir);
-    let warnings: Vec<(Span, String)> = lowered
+    let tracked = lowered.json.as_ref().map(|j| j.path.display().to_string());
+    let target = Target {
+        vis: &lowered.vis,
+        name: &lowered.name,
+        docs: &lowered.ir.docs,
+        tracked_file: tracked.as_deref(),
+    };
+    let errors: Vec<&Diagnostic> =
+        lowered.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+    if !errors.is_empty() {
+        let shown =
+            errors.iter().take(MAX_ERRORS).map(|d| lowered.to_syn_error(d).to_compile_error());
+        let more = (errors.len() > MAX_ERRORS).then(|| {
+            let more = errors.len() - MAX_ERRORS;
+            syn::Error::new(
+                lowered.name.span(),
+                format!(
+                    "... and {} more error{} in this network",
+                    thousands(more),
+                    if more == 1 { "" } else { "s" }
+                ),
+            )
+            .to_compile_error()
+        });
+        let code = codegen::generate(&arch, &target, &[]);
+        return quote!(#(#shown)* #more #code);
+    }
+    // As many warnings as errors at most, and the same count of the others.
+    let mut warnings: Vec<(Span, String)> = lowered
         .diagnostics
         .iter()
+        .take(MAX_ERRORS)
         .map(|d| {
             (
                 lowered.to_syn_error(d).span(),
@@ -59,17 +124,18 @@ pub fn generate(lowered: &LoweredDsl) -> TokenStream {
             )
         })
         .collect();
-    let tracked = lowered.json.as_ref().map(|j| j.path.display().to_string());
-    codegen::generate(
-        &arch,
-        &Target {
-            vis: &lowered.vis,
-            name: &lowered.name,
-            docs: &lowered.ir.docs,
-            tracked_file: tracked.as_deref(),
-        },
-        &warnings,
-    )
+    if lowered.diagnostics.len() > MAX_ERRORS {
+        let more = lowered.diagnostics.len() - MAX_ERRORS;
+        warnings.push((
+            lowered.name.span(),
+            format!(
+                "... and {} more warning{} in this network",
+                thousands(more),
+                if more == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    codegen::generate(&arch, &target, &warnings)
 }
 
 /// Expands and pretty-prints (for `mrnn expand` and the expansion snapshots).
@@ -86,7 +152,7 @@ struct Head {
 
 impl Parse for Head {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        input.call(syn::Attribute::parse_outer)?;
+        input.call(crate::syntax::parse_attrs)?;
         let vis = input.parse()?;
         let name = input.parse()?;
         input.parse::<TokenStream>()?;
@@ -132,10 +198,30 @@ impl LoweredDsl {
     }
 
     /// The diagnostic as a spanned syn error: under its tokens, or under the `from` literal
-    /// (prefixed with the JSON location) for problems inside the file.
+    /// (prefixed with the JSON location) for problems inside the file. A note (where a
+    /// duplicated name was first declared) becomes a line of the message: a proc macro cannot
+    /// point at a second place on stable Rust.
     #[must_use]
     pub fn to_syn_error(&self, d: &Diagnostic) -> syn::Error {
-        let message = d.message_with_help_at(self.json_prefix(d).as_deref());
+        let mut message = d.message_with_help_at(self.json_prefix(d).as_deref());
+        if let Some(note) = &d.note {
+            let at = match &note.loc {
+                Loc::Tokens { start, .. } if start.start().line > 0 => {
+                    let p = start.start();
+                    Some(format!("line {}, column {}", p.line, p.column + 1))
+                }
+                Loc::Json { .. } | Loc::JsonText { .. } => {
+                    self.json.as_ref().and_then(|j| j.report.describe_location(&note.loc))
+                }
+                _ => None,
+            };
+            let _ = match at {
+                Some(at) => write!(message, "\n  = note: {} at {at}", note.message),
+                None => write!(message, "\n  = note: {} earlier", note.message),
+            };
+        }
+        // A name of a megabyte would make a message of a megabyte.
+        let message = elide(&message, 8 * MAX_SHOWN_CHARS);
         match &d.loc {
             Loc::Tokens { start, end } => syn::Error::new_spanned(SpanRange(*start, *end), message),
             _ => match &self.json {
@@ -220,8 +306,9 @@ pub fn lower_dsl(net: &Network, manifest_dir: Option<&Path>) -> LoweredDsl {
     if config_read {
         check::check(&cx, &ir, Purpose::Codegen);
     }
-    let diagnostics = match cx.check() {
+    let mut diagnostics = match cx.check() {
         Ok(d) | Err(d) => d,
     };
+    sort_in_source_order(&mut diagnostics, json.as_ref().map(|j| &j.report));
     LoweredDsl { vis: net.vis.clone(), name: net.name.clone(), ir, diagnostics, json }
 }

@@ -74,6 +74,20 @@ pub struct RegionNode {
     pub learnable_bias: bool,
     /// The whole declaration.
     pub loc: Loc,
+    /// Parts of the declaration already reported as invalid while lowering.
+    pub invalid: Invalid,
+}
+
+/// Parts of a region's declaration that lowering already reported (a missing or unparsable
+/// size, an unknown sign). Lowering puts a placeholder in their place; the checks that read them
+/// skip the region, so that one mistake gives one error (no "has no sign" after "unknown sign",
+/// no sparsity error computed from a placeholder size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Invalid {
+    /// The size is a placeholder.
+    pub units: bool,
+    /// A sign was written but not understood.
+    pub sign: bool,
 }
 
 /// A connection as declared.
@@ -128,6 +142,12 @@ pub struct Ir {
     /// Regions named as the source of a connection that was dropped because its other end did
     /// not resolve: they meant to drive something, so "drives nothing" would be a cascade error.
     pub dangling_sources: std::collections::HashSet<RegionId>,
+    /// Second (and later) declarations of a name, with the first: `(duplicate, first)`.
+    pub duplicates: Vec<(RegionId, RegionId)>,
+    /// Names that resolve to nothing but are explained by a duplicated declaration (`region d1`
+    /// written twice where connections use `d2`): reported once, with the duplicate, as
+    /// `(duplicate, the name it probably meant)`.
+    pub meant_names: Vec<(RegionId, String)>,
     names: HashMap<String, RegionId>,
 }
 
@@ -142,6 +162,8 @@ impl Ir {
             setting_locs: SettingLocs::default(),
             graph: DiGraph::new(),
             dangling_sources: std::collections::HashSet::new(),
+            duplicates: Vec::new(),
+            meant_names: Vec::new(),
             names: HashMap::new(),
         }
     }
@@ -151,7 +173,10 @@ impl Ir {
     pub fn add_region(&mut self, node: RegionNode) -> RegionId {
         let name = node.name.value.clone();
         let id = RegionId(self.graph.add_node(node));
-        self.names.entry(name).or_insert(id);
+        let first = *self.names.entry(name).or_insert(id);
+        if first != id {
+            self.duplicates.push((id, first));
+        }
         id
     }
 
@@ -199,8 +224,30 @@ impl Ir {
         })
     }
 
-    /// Names of all regions, in declaration order (for "did you mean").
+    /// Names of all regions, in declaration order, each once (for "did you mean").
     pub fn region_names(&self) -> impl Iterator<Item = &str> {
-        self.graph.node_weights().map(|r| r.name.value.as_str())
+        self.regions()
+            .filter(|(id, r)| self.lookup(&r.name.value) == Some(*id))
+            .map(|(_, r)| r.name.value.as_str())
+    }
+
+    /// The recurrent regions of a group (`in alm`), in declaration order; empty when no region
+    /// names `group` as its parent.
+    #[must_use]
+    pub fn group_members(&self, group: &str) -> Vec<RegionId> {
+        self.regions_of(RegionKind::Recurrent)
+            .filter(|(_, r)| r.parent.as_ref().is_some_and(|p| p.value == group))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The groups (parents) of the network, each once, in the order of their first member.
+    #[must_use]
+    pub fn groups(&self) -> Vec<&Located<String>> {
+        let mut seen = std::collections::HashSet::new();
+        self.regions_of(RegionKind::Recurrent)
+            .filter_map(|(_, r)| r.parent.as_ref())
+            .filter(|p| seen.insert(p.value.as_str()))
+            .collect()
     }
 }

@@ -9,6 +9,11 @@ use std::collections::HashMap;
 
 use crate::diag::escape_pointer_segment;
 
+/// How deeply the map follows nested values: deeper than `serde_json`'s own limit (128), which a
+/// document must have passed to have diagnostics worth locating. The scanner recurses once per
+/// level, so text that never went through `serde_json` stops here instead of overflowing the stack.
+const MAX_DEPTH: usize = 256;
+
 /// Byte offsets of every value and key in a JSON document.
 #[derive(Debug, Default)]
 pub struct JsonMap {
@@ -20,7 +25,8 @@ impl JsonMap {
     /// Indexes `text`. Text that is not valid JSON yields a partial map (never a panic).
     #[must_use]
     pub fn build(text: &str) -> JsonMap {
-        let mut scanner = Scanner { bytes: text.as_bytes(), pos: 0, map: JsonMap::default() };
+        let mut scanner =
+            Scanner { bytes: text.as_bytes(), pos: 0, depth: 0, map: JsonMap::default() };
         scanner.value(String::new());
         scanner.map
     }
@@ -46,6 +52,7 @@ impl JsonMap {
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    depth: usize,
     map: JsonMap,
 }
 
@@ -61,6 +68,17 @@ impl Scanner<'_> {
     }
 
     fn value(&mut self, pointer: String) {
+        if self.depth >= MAX_DEPTH {
+            // Stop the whole scan: the map keeps what it found above this depth.
+            self.pos = self.bytes.len();
+            return;
+        }
+        self.depth += 1;
+        self.value_at_depth(pointer);
+        self.depth -= 1;
+    }
+
+    fn value_at_depth(&mut self, pointer: String) {
         self.skip_ws();
         let start = self.pos;
         let nested = pointer.clone();
@@ -220,6 +238,18 @@ mod tests {
     fn escaped_keys_are_indexed_by_their_unescaped_name() {
         let map = JsonMap::build(r#"{"a/b": {"c": 1}}"#);
         assert_eq!(map.offset("/a~1b/c", false), Some(14));
+    }
+
+    #[test]
+    fn deep_text_stops_at_the_depth_limit() {
+        let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        let map = JsonMap::build(&deep);
+        assert!(map.values.len() <= MAX_DEPTH, "{} values", map.values.len());
+        assert_eq!(map.offset("/0/0", false), Some(2));
+        assert_eq!(
+            map.offset(&"/0".repeat(MAX_DEPTH + 10), false),
+            map.offset(&"/0".repeat(MAX_DEPTH - 1), false)
+        );
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! Layout phase: turns a checked [`Ir`] into an [`Architecture`] by giving every region its unit
 //! offset (recurrent regions in the hidden vector, input regions in the input vector, each in
 //! declaration order) and every connection the indices of its source and destination.
+//!
+//! It also lays out networks the checker rejected (so that `mrnn!` still generates their type
+//! next to the errors): nothing here assumes the rules held, and nothing panics.
 
 use std::collections::HashMap;
 
 use crate::ir::{Ir, RegionKind};
 use crate::model::{Architecture, Connection, InputRegion, Region, Sign, Source};
 
-/// Lays out a network that passed [`crate::check::check`] without errors.
+/// Lays out a network. Only one that passed [`crate::check::check`] without errors gives an
+/// [`Architecture`] the runtime may build; a rejected one gets sizes clamped to `0..` and
+/// saturating offsets.
 #[must_use]
 pub fn layout(ir: &Ir) -> Architecture {
     let mut regions = Vec::new();
@@ -32,7 +37,7 @@ pub fn layout(ir: &Ir) -> Architecture {
                     parent: r.parent.as_ref().map(|p| p.value.clone().into()),
                     learnable_bias: r.learnable_bias,
                 });
-                hidden += units;
+                hidden = hidden.saturating_add(units);
             }
             RegionKind::Input => {
                 index.insert(id, Source::Input(inputs.len()));
@@ -42,7 +47,7 @@ pub fn layout(ir: &Ir) -> Architecture {
                     offset: input,
                     sign,
                 });
-                input += units;
+                input = input.saturating_add(units);
             }
         }
     }

@@ -55,7 +55,7 @@ pub mod source_file;
 pub use expand::{LoweredDsl, expand, expand_pretty, generate, lower_dsl};
 
 pub use check::Purpose;
-pub use diag::{Ctxt, Diagnostic, Loc, Severity};
+pub use diag::{Ctxt, Diagnostic, Loc, Note, Severity};
 pub use ir::{Ir, Located};
 pub use model::{
     Activation, Architecture, Connection, Dale, Dynamics, InputRegion, Noise, Product, Region,
@@ -87,32 +87,50 @@ pub fn read_spec(text: &str, file: &str) -> Result<Spec, Report> {
 /// Compiles an mRNNTorch JSON config: read, lower, check, lay out. The network is named after
 /// the file's stem. Every problem is in the returned report, located by line, column and JSON path.
 pub fn compile_json(text: &str, file: &str) -> Result<Compiled, Report> {
+    compile_json_for(text, file, Purpose::Runtime)
+}
+
+/// Compiles an mRNNTorch JSON config for a purpose: [`Purpose::Codegen`] adds the rules that
+/// generated code needs (distinct constant names), so that what it accepts expands to Rust that
+/// compiles (`mrnn check`, `expand`, `dot` and `convert` compile for it).
+pub fn compile_json_for(text: &str, file: &str, purpose: Purpose) -> Result<Compiled, Report> {
     let cx = Ctxt::new();
     let spec = Spec::read(&cx, text);
     let Some(spec) = spec else {
         let diagnostics = cx.check().err().unwrap_or_default();
         return Err(Report::new(file, text, diagnostics));
     };
-    compile_into(cx, &spec, file, text)
+    compile_into(cx, &spec, file, text, purpose)
 }
 
 /// Compiles a config file from disk (see [`compile_json`]).
 pub fn compile_json_file(path: &std::path::Path) -> Result<Compiled, Report> {
+    compile_json_file_for(path, Purpose::Runtime)
+}
+
+/// Compiles a config file from disk for a purpose (see [`compile_json_for`]).
+pub fn compile_json_file_for(path: &std::path::Path, purpose: Purpose) -> Result<Compiled, Report> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Report::single_error(&file, format!("cannot read `{file}`: {e}")))?;
-    compile_json(&text, &file)
+    compile_json_for(&text, &file, purpose)
 }
 
 /// Compiles a config held in memory (built in code, or read and then edited). `file` and `text`
 /// are used to locate diagnostics; pass the text the spec was read from, or `""`.
 pub fn compile_spec(spec: &Spec, file: &str, text: &str) -> Result<Compiled, Report> {
-    compile_into(Ctxt::new(), spec, file, text)
+    compile_into(Ctxt::new(), spec, file, text, Purpose::Runtime)
 }
 
-fn compile_into(cx: Ctxt, spec: &Spec, file: &str, text: &str) -> Result<Compiled, Report> {
+fn compile_into(
+    cx: Ctxt,
+    spec: &Spec,
+    file: &str,
+    text: &str,
+    purpose: Purpose,
+) -> Result<Compiled, Report> {
     let ir = lower::from_spec(&cx, spec, Located::new(network_name_from_file(file), Loc::Unknown));
-    check::check(&cx, &ir, Purpose::Runtime);
+    check::check(&cx, &ir, purpose);
     match cx.check() {
         Ok(warnings) => Ok(Compiled {
             architecture: layout::layout(&ir),
@@ -125,10 +143,10 @@ fn compile_into(cx: Ctxt, spec: &Spec, file: &str, text: &str) -> Result<Compile
 /// Lowers and checks a spec, returning the IR even when it has errors (for tools such as `mrnn
 /// dot` that show a network as written) together with every diagnostic.
 #[must_use]
-pub fn lower_spec(spec: &Spec, name: &str) -> (Ir, Vec<Diagnostic>) {
+pub fn lower_spec(spec: &Spec, name: &str, purpose: Purpose) -> (Ir, Vec<Diagnostic>) {
     let cx = Ctxt::new();
     let ir = lower::from_spec(&cx, spec, Located::new(name.to_owned(), Loc::Unknown));
-    check::check(&cx, &ir, Purpose::Runtime);
+    check::check(&cx, &ir, purpose);
     let diagnostics = match cx.check() {
         Ok(d) | Err(d) => d,
     };

@@ -4,7 +4,7 @@
 //! are reported here; rules that relate several items live in [`crate::check`].
 
 use crate::diag::{Ctxt, Loc, closest, list};
-use crate::ir::{Ir, Located, Projection, RegionKind, RegionNode};
+use crate::ir::{Invalid, Ir, Located, Projection, RegionId, RegionKind, RegionNode};
 use crate::model::{Activation, Dynamics, Settings, Sign};
 use crate::spec::{ConnectionSpec, ModelSpec, Spec};
 
@@ -17,8 +17,8 @@ pub fn from_spec(cx: &Ctxt, spec: &Spec, name: Located<String>) -> Ir {
     for (i, r) in spec.recurrent_regions.iter().enumerate() {
         let at = Loc::json(format!("/recurrent_regions/{i}"));
         let name = region_name(r.name.as_deref(), i, &at);
-        let units = region_units(cx, r.num_units, &name.value, &at);
-        let sign = region_sign(cx, r.sign.as_deref(), &at);
+        let (units, units_invalid) = region_units(cx, r.num_units, &name.value, &at);
+        let (sign, sign_invalid) = region_sign(cx, r.sign.as_deref(), &at);
         ir.add_region(RegionNode {
             name,
             kind: RegionKind::Recurrent,
@@ -29,13 +29,14 @@ pub fn from_spec(cx: &Ctxt, spec: &Spec, name: Located<String>) -> Ir {
             parent: r.parent_region.clone().map(|p| Located::new(p, at.child("parent_region"))),
             learnable_bias: r.learnable_bias.unwrap_or(false),
             loc: at,
+            invalid: Invalid { units: units_invalid, sign: sign_invalid },
         });
     }
     for (i, r) in spec.input_regions.iter().enumerate() {
         let at = Loc::json(format!("/input_regions/{i}"));
         let name = region_name(r.name.as_deref(), i, &at);
-        let units = region_units(cx, r.num_units, &name.value, &at);
-        let sign = region_sign(cx, r.sign.as_deref(), &at);
+        let (units, units_invalid) = region_units(cx, r.num_units, &name.value, &at);
+        let (sign, sign_invalid) = region_sign(cx, r.sign.as_deref(), &at);
         ir.add_region(RegionNode {
             name,
             kind: RegionKind::Input,
@@ -46,6 +47,7 @@ pub fn from_spec(cx: &Ctxt, spec: &Spec, name: Located<String>) -> Ir {
             parent: None,
             learnable_bias: false,
             loc: at,
+            invalid: Invalid { units: units_invalid, sign: sign_invalid },
         });
     }
     for (list_name, kind, conns) in [
@@ -74,30 +76,32 @@ fn region_name(name: Option<&str>, index: usize, at: &Loc) -> Located<String> {
     }
 }
 
-fn region_units(cx: &Ctxt, units: Option<i64>, name: &str, at: &Loc) -> Located<i64> {
+/// The size of a region, and whether it is a placeholder for a missing one (reported here).
+fn region_units(cx: &Ctxt, units: Option<i64>, name: &str, at: &Loc) -> (Located<i64>, bool) {
     if let Some(n) = units {
-        return Located::new(n, at.child("num_units"));
+        return (Located::new(n, at.child("num_units")), false);
     }
     cx.error_help(
         at.clone(),
         format!("region `{name}` has no `num_units`"),
         "every region needs a size, as in `\"num_units\": 50`",
     );
-    // A placeholder size so that later checks do not report this region again.
-    Located::new(1, at.clone())
+    // A placeholder size; the region is marked so that no check reads it.
+    (Located::new(1, at.clone()), true)
 }
 
-fn region_sign(cx: &Ctxt, sign: Option<&str>, at: &Loc) -> Option<Located<Sign>> {
-    let text = sign?;
+/// The sign of a region, and whether one was written but not understood (reported here).
+fn region_sign(cx: &Ctxt, sign: Option<&str>, at: &Loc) -> (Option<Located<Sign>>, bool) {
+    let Some(text) = sign else { return (None, false) };
     let loc = at.child("sign");
     if let Some(s) = Sign::from_name(text) {
-        return Some(Located::new(s, loc));
+        return (Some(Located::new(s, loc)), false);
     }
     cx.error(
         loc,
         format!("unknown sign `{text}`, expected `pos` (excitatory) or `neg` (inhibitory)"),
     );
-    None
+    (None, true)
 }
 
 fn lower_spec_connection(
@@ -115,15 +119,33 @@ fn lower_spec_connection(
             _ => "`dst_region`",
         };
         cx.error(at.clone(), format!("connection has no {missing}"));
+        // Its source meant to drive something: not also "drives nothing".
+        if let Some(src) = c.src_region.as_deref().and_then(|n| ir.lookup(n)) {
+            ir.dangling_sources.insert(src);
+        }
         return;
     };
     let src_loc = at.child("src_region");
     let dst_loc = at.child("dst_region");
-    let src = resolve(cx, ir, src_name, &src_loc);
-    let dst = resolve(cx, ir, dst_name, &dst_loc);
+    // mRNNTorch connects regions only: a group here is reported as one (see `Groups::Reject`).
+    let src = resolve(cx, ir, src_name, &src_loc, Groups::Reject).first().copied();
+    let dst = resolve(cx, ir, dst_name, &dst_loc, Groups::Reject).first().copied();
+    // A name declared twice (reported as a duplicate) means the declaration of the kind this
+    // list takes, if there is one: not also "is a recurrent region, but ...".
+    let src = src.map(|id| {
+        if ir.region(id).kind == expected_source {
+            return id;
+        }
+        ir.duplicates
+            .iter()
+            .find(|&&(dup, first)| first == id && ir.region(dup).kind == expected_source)
+            .map_or(id, |&(dup, _)| dup)
+    });
     if let Some(src) = src {
         let kind = ir.region(src).kind;
         if kind != expected_source {
+            // The source meant to drive something: not also "drives nothing".
+            ir.dangling_sources.insert(src);
             let right = match kind {
                 RegionKind::Input => "input_connections",
                 RegionKind::Recurrent => "recurrent_connections",
@@ -139,7 +161,7 @@ fn lower_spec_connection(
             return;
         }
     }
-    let sign = c.sign.as_deref().and_then(|s| region_sign(cx, Some(s), at));
+    let (sign, _) = region_sign(cx, c.sign.as_deref(), at);
     let projection = Projection {
         sparsity: c.sparsity.map(|s| Located::new(s, at.child("sparsity"))),
         sign,
@@ -164,13 +186,57 @@ fn article(kind: RegionKind) -> &'static str {
     }
 }
 
-/// Resolves a region name, reporting unknown names with the closest known name.
-fn resolve(cx: &Ctxt, ir: &Ir, name: &str, loc: &Loc) -> Option<crate::ir::RegionId> {
+/// What a group name (`in alm`) means as a connection endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Groups {
+    /// Its regions, in declaration order (the DSL: `alm -> d1` is `alm_exc, alm_inh -> d1`).
+    Expand,
+    /// An error that says it is a group and lists its regions (JSON: mRNNTorch connects
+    /// regions only, and a config must stay readable by mRNNTorch).
+    Reject,
+}
+
+/// Resolves a connection endpoint: a region (one id), a group (its regions, or an error), or
+/// nothing (an unknown name, reported with the closest known name; or a name explained by a
+/// duplicated declaration, reported with the duplicate).
+fn resolve(cx: &Ctxt, ir: &mut Ir, name: &str, loc: &Loc, groups: Groups) -> Vec<RegionId> {
     if let Some(id) = ir.lookup(name) {
-        return Some(id);
+        return vec![id];
+    }
+    let members = ir.group_members(name);
+    if !members.is_empty() {
+        if groups == Groups::Expand {
+            return members;
+        }
+        let names: Vec<&str> =
+            members.iter().map(|&id| ir.region(id).name.value.as_str()).collect();
+        cx.error_help(
+            loc.clone(),
+            format!("`{name}` is a group of regions ({}), not a region", list(&names)),
+            "mRNNTorch configs connect regions: write one connection per region of the group (`mrnn!` accepts a group as an endpoint)",
+        );
+        return Vec::new();
+    }
+    // `region d1` written twice where connections use `d2`: one mistake, reported once, at the
+    // duplicate (see `check_duplicate_regions`).
+    let duplicated = ir.duplicates.iter().map(|&(dup, _)| ir.region(dup).name.value.as_str());
+    if let Some(meant) = closest(name, duplicated) {
+        let dup =
+            ir.duplicates.iter().map(|&(dup, _)| dup).find(|&d| ir.region(d).name.value == meant);
+        if let Some(dup) = dup {
+            if !ir.meant_names.iter().any(|(d, n)| *d == dup && n == name) {
+                ir.meant_names.push((dup, name.to_owned()));
+            }
+            return Vec::new();
+        }
     }
     let message = format!("unknown region `{name}`");
-    match closest(name, ir.region_names()) {
+    let group_names: Vec<String> = match groups {
+        Groups::Expand => ir.groups().into_iter().map(|g| g.value.clone()).collect(),
+        Groups::Reject => Vec::new(),
+    };
+    let candidates = ir.region_names().chain(group_names.iter().map(String::as_str));
+    match closest(name, candidates) {
         Some(c) => cx.error_help(loc.clone(), message, format!("did you mean `{c}`?")),
         None => {
             let known: Vec<&str> = ir.region_names().take(12).collect();
@@ -181,7 +247,7 @@ fn resolve(cx: &Ctxt, ir: &Ir, name: &str, loc: &Loc) -> Option<crate::ir::Regio
             }
         }
     }
-    None
+    Vec::new()
 }
 
 fn apply_model(cx: &Ctxt, ir: &mut Ir, m: &ModelSpec) {
@@ -260,7 +326,10 @@ mod dsl {
     use syn::parse::{ParseStream, Parser};
     use syn::{Ident, LitBool, LitInt, Token};
 
-    use super::{Ir, Located, Projection, RegionKind, RegionNode, resolve, unknown_activation};
+    use super::{
+        Groups, Invalid, Ir, Located, Projection, RegionId, RegionKind, RegionNode, resolve,
+        unknown_activation,
+    };
     use crate::diag::{Ctxt, Loc, closest, list};
     use crate::model::{Activation, Dynamics, Settings, Sign};
     use crate::syntax::{self, Item, Number, Prop, Value};
@@ -291,8 +360,8 @@ mod dsl {
         };
         match syntax::doc_lines(&net.attrs) {
             Ok(docs) => ir.docs = docs,
-            Err(attr) => cx.error(
-                Loc::Tokens { start: attr.pound_token.span, end: attr.bracket_token.span.close() },
+            Err((start, end)) => cx.error(
+                Loc::Tokens { start, end },
                 "only doc comments (`///`) are allowed on an `mrnn!` network",
             ),
         }
@@ -321,7 +390,7 @@ mod dsl {
             if let Item::Connection(c) = item {
                 if from_file {
                     cx.error(
-                        Loc::span(c.sources[0].span()),
+                        Loc::span(c.sources[0].span),
                         "connection declared in a `from` network: its connections come from the JSON file; only settings go in the braces",
                     );
                     continue;
@@ -333,6 +402,7 @@ mod dsl {
     }
 
     fn lower_region(cx: &Ctxt, r: &syntax::Region, kind: RegionKind) -> RegionNode {
+        let mut invalid = Invalid::default();
         let units = match r.size.base10_parse::<i64>() {
             Ok(n) => n,
             Err(_) => {
@@ -340,11 +410,12 @@ mod dsl {
                     Loc::span(r.size.span()),
                     format!("region size `{}` is too large", r.size),
                 );
+                invalid.units = true;
                 1
             }
         };
         let mut node = RegionNode {
-            name: Located::new(r.name.to_string(), Loc::span(r.name.span())),
+            name: Located::new(r.name.value.clone(), Loc::span(r.name.span)),
             kind,
             units: Located::new(units, Loc::span(r.size.span())),
             sign: None,
@@ -352,7 +423,8 @@ mod dsl {
             init: Located::new(0.0, Loc::Unknown),
             parent: None,
             learnable_bias: false,
-            loc: tokens(r.keyword, r.name.span()),
+            loc: tokens(r.keyword, r.name.span),
+            invalid,
         };
         let mut seen: HashSet<String> = HashSet::new();
         for prop in &r.props {
@@ -389,8 +461,8 @@ mod dsl {
             return;
         }
         match (key.as_str(), &prop.value, kind) {
-            ("in", Some(Value::Ident(parent)), RegionKind::Recurrent) => {
-                node.parent = Some(Located::new(parent.to_string(), Loc::span(parent.span())));
+            ("in", Some(Value::Name(parent)), RegionKind::Recurrent) => {
+                node.parent = Some(Located::new(parent.value.clone(), Loc::span(parent.span)));
             }
             ("base_firing" | "init", Some(Value::Number(n)), RegionKind::Recurrent) => {
                 let slot = if key == "init" { &mut node.init } else { &mut node.base_firing };
@@ -405,6 +477,11 @@ mod dsl {
                 cx.error(Loc::span(v.span()), "`learnable_bias` takes no value: write `learnable_bias` to train the region's tonic input");
             }
             _ => {
+                // A bare word that is not a property is most likely a misspelled sign (`exd`):
+                // the region is not also reported as having no sign.
+                if prop.value.is_none() && node.sign.is_none() {
+                    node.invalid.sign = true;
+                }
                 let what = if kind == RegionKind::Input { "input region" } else { "region" };
                 let message = format!("unknown {what} property `{key}` on `{region}`");
                 let help = match closest(&key, valid.iter().copied()) {
@@ -454,32 +531,33 @@ mod dsl {
                 }
             }
         }
-        let sources: Vec<_> = c
-            .sources
-            .iter()
-            .map(|s| (resolve(cx, ir, &s.to_string(), &Loc::span(s.span())), s.span()))
-            .collect();
-        let targets: Vec<_> = c
-            .targets
-            .iter()
-            .map(|d| (resolve(cx, ir, &d.to_string(), &Loc::span(d.span())), d.span()))
-            .collect();
-        for &(src, src_span) in &sources {
-            for &(dst, dst_span) in &targets {
-                if let (Some(src), None) = (src, dst) {
-                    ir.dangling_sources.insert(src);
+        // A group name stands for its regions, in declaration order.
+        let mut resolve_all = |names: &[syntax::Name]| -> Vec<(Vec<RegionId>, Span)> {
+            names
+                .iter()
+                .map(|n| (resolve(cx, ir, &n.value, &Loc::span(n.span), Groups::Expand), n.span))
+                .collect()
+        };
+        let sources = resolve_all(&c.sources);
+        let targets = resolve_all(&c.targets);
+        for (srcs, src_span) in &sources {
+            for (dsts, dst_span) in &targets {
+                if dsts.is_empty() {
+                    ir.dangling_sources.extend(srcs.iter().copied());
                 }
-                if let (Some(src), Some(dst)) = (src, dst) {
-                    ir.add_connection(
-                        src,
-                        dst,
-                        Projection {
-                            sparsity: sparsity.clone(),
-                            sign: sign.clone(),
-                            src_loc: Loc::span(src_span),
-                            dst_loc: Loc::span(dst_span),
-                        },
-                    );
+                for &src in srcs {
+                    for &dst in dsts {
+                        ir.add_connection(
+                            src,
+                            dst,
+                            Projection {
+                                sparsity: sparsity.clone(),
+                                sign: sign.clone(),
+                                src_loc: Loc::span(*src_span),
+                                dst_loc: Loc::span(*dst_span),
+                            },
+                        );
+                    }
                 }
             }
         }

@@ -229,7 +229,7 @@ impl Region {
     /// The units of this region in the hidden vector: `offset..offset + units`.
     #[must_use]
     pub fn range(&self) -> std::ops::Range<usize> {
-        self.offset..self.offset + self.units
+        self.offset..self.offset.saturating_add(self.units)
     }
 }
 
@@ -250,7 +250,7 @@ impl InputRegion {
     /// The units of this region in the input vector.
     #[must_use]
     pub fn range(&self) -> std::ops::Range<usize> {
-        self.offset..self.offset + self.units
+        self.offset..self.offset.saturating_add(self.units)
     }
 }
 
@@ -354,19 +354,17 @@ impl Architecture {
         inputs: Vec<InputRegion>,
         connections: Vec<Connection>,
     ) -> Self {
-        let hidden = regions.iter().map(|r| r.units).sum();
-        let input = inputs.iter().map(|r| r.units).sum();
+        // Saturating: a rejected network (laid out so that its generated type still exists next
+        // to its errors) may declare absurd sizes.
+        let hidden = regions.iter().fold(0usize, |n, r| n.saturating_add(r.units));
+        let input = inputs.iter().fold(0usize, |n, r| n.saturating_add(r.units));
         let connected = connections
             .iter()
-            .filter(|c| matches!(c.src, Source::Recurrent(_)))
-            .map(|c| {
-                regions[c.dst].units
-                    * match c.src {
-                        Source::Recurrent(i) => regions[i].units,
-                        Source::Input(_) => 0,
-                    }
+            .filter_map(|c| match c.src {
+                Source::Recurrent(i) => Some(regions[c.dst].units.saturating_mul(regions[i].units)),
+                Source::Input(_) => None,
             })
-            .sum();
+            .fold(0usize, usize::saturating_add);
         let product = Product::for_density(connected, hidden);
         Architecture {
             name: Cow::Owned(name),
@@ -487,6 +485,43 @@ impl Architecture {
     /// Recurrent regions whose `parent` is `parent`, in declaration order.
     pub fn children<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a Region> + 'a {
         self.regions.iter().filter(move |r| r.parent.as_deref() == Some(parent))
+    }
+
+    /// The groups of the network (the `parent` of some region), each once, in the order of their
+    /// first region, with their units in the hidden vector when their regions are contiguous
+    /// there (generated code then has a range constant for the group).
+    ///
+    /// ```
+    /// let json = r#"{"recurrent_regions": [
+    ///     {"name": "exc", "num_units": 8, "sign": "pos", "parent_region": "ctx"},
+    ///     {"name": "inh", "num_units": 2, "sign": "neg", "parent_region": "ctx"},
+    ///     {"name": "thal", "num_units": 4, "sign": "pos"}],
+    ///   "recurrent_connections": [{"src_region": "exc", "dst_region": "inh"},
+    ///                             {"src_region": "inh", "dst_region": "exc"}]}"#;
+    /// let arch = mrnn_ir::compile_json(json, "ctx.json").unwrap().architecture;
+    /// assert_eq!(arch.groups(), [("ctx", Some(0..10))]);
+    /// ```
+    #[must_use]
+    pub fn groups(&self) -> Vec<(&str, Option<std::ops::Range<usize>>)> {
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, r) in self.regions.iter().enumerate() {
+            let Some(parent) = r.parent.as_deref() else { continue };
+            match groups.iter_mut().find(|(name, _)| *name == parent) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((parent, vec![i])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(name, members)| {
+                let range = crate::check::is_contiguous(&members).then(|| {
+                    let first = &self.regions[members[0]];
+                    let last = &self.regions[members[members.len() - 1]];
+                    first.offset..last.offset.saturating_add(last.units)
+                });
+                (name, range)
+            })
+            .collect()
     }
 }
 

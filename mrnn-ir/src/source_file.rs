@@ -1,16 +1,24 @@
 //! Rust source files as input to the compiler's tools: finds every `mrnn!` invocation in a file
-//! (items, statements, expressions, at any depth), and checks or expands each one outside of
-//! rustc, with diagnostics located by line and column in the file (for `mrnn check file.rs`).
+//! (items, statements, expressions, inside other macros' arguments, at any depth), and checks or
+//! expands each one outside of rustc, with diagnostics located by line and column in the file
+//! (for `mrnn check file.rs`).
+//!
+//! The file is lexed (proc-macro2's lexer keeps its own stack) and its tokens are walked with an
+//! explicit stack: it is never parsed as Rust by syn, whose parser recurses once per nested
+//! bracket, operator or expression, so that a file of 40,000 nested brackets (or 40,000 `-`)
+//! would overflow the stack. The tokens of each invocation are refused beyond
+//! [`MAX_NESTING`] levels before the DSL's parser (whose recursion
+//! the grammar bounds) reads them. Whether the rest of the file is valid Rust is rustc's
+//! business.
 
 use std::path::{Path, PathBuf};
 
-use proc_macro2::TokenStream;
-use syn::visit::Visit;
+use proc_macro2::{TokenStream, TokenTree};
 
-use crate::diag::{Diagnostic, Loc, Severity};
-use crate::expand::{LoweredDsl, lower_dsl};
-use crate::report::Report;
-use crate::syntax::Network;
+use crate::diag::{Diagnostic, Loc};
+use crate::expand::{LoweredDsl, lower_dsl, nesting_error};
+use crate::report::{MAX_SHOWN, Report};
+use crate::syntax::{MAX_NESTING, Network, too_deep};
 
 /// One `mrnn!` invocation found in a file.
 #[derive(Debug)]
@@ -21,27 +29,75 @@ pub struct Invocation {
     pub line: usize,
 }
 
-/// Finds the `mrnn!` invocations of a Rust file (any path ending in `mrnn`, so
-/// `mrnn_runtime::mrnn!` counts too).
+/// Finds the `mrnn!` invocations of a Rust file (`mrnn!`, or any path ending in it, such as
+/// `mrnn_runtime::mrnn!`), in the order they are written. Invocations inside `macro_rules!`
+/// definitions are templates, not networks, and are skipped. Fails only when the file does not
+/// lex (an unclosed bracket or string).
 pub fn find_invocations(text: &str) -> syn::Result<Vec<Invocation>> {
-    let file = syn::parse_file(text)?;
-    let mut finder = Finder { found: Vec::new() };
-    finder.visit_file(&file);
-    Ok(finder.found)
-}
-
-struct Finder {
-    found: Vec<Invocation>,
-}
-
-impl<'ast> Visit<'ast> for Finder {
-    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        if mac.path.segments.last().is_some_and(|s| s.ident == "mrnn") {
-            let line = mac.path.segments.last().map_or(0, |s| s.ident.span().start().line);
-            self.found.push(Invocation { tokens: mac.tokens.clone(), line });
+    let tokens = lex(text)?;
+    let mut found = Vec::new();
+    // Each level: its tokens and the index of the next one to look at.
+    let mut stack: Vec<(Vec<TokenTree>, usize)> = vec![(tokens.into_iter().collect(), 0)];
+    while let Some((tokens, next)) = stack.last_mut() {
+        let at = *next;
+        let Some(token) = tokens.get(at) else {
+            stack.pop();
+            continue;
+        };
+        let bang_then_group =
+            |offset: usize| match (tokens.get(at + offset), tokens.get(at + offset + 1)) {
+                (Some(TokenTree::Punct(p)), Some(TokenTree::Group(g))) if p.as_char() == '!' => {
+                    Some(g.clone())
+                }
+                _ => None,
+            };
+        let mut step = 1;
+        let mut descend = None;
+        match token {
+            TokenTree::Ident(ident) if ident == "mrnn" => {
+                if let Some(group) = bang_then_group(1) {
+                    found.push(Invocation {
+                        tokens: group.stream(),
+                        line: ident.span().start().line,
+                    });
+                    step = 3;
+                }
+            }
+            TokenTree::Ident(ident) if ident == "macro_rules" => {
+                // `macro_rules! name { ... }`: skip the definition's body.
+                if let (
+                    Some(TokenTree::Punct(p)),
+                    Some(TokenTree::Ident(_)),
+                    Some(TokenTree::Group(_)),
+                ) = (tokens.get(at + 1), tokens.get(at + 2), tokens.get(at + 3))
+                    && p.as_char() == '!'
+                {
+                    step = 4;
+                }
+            }
+            TokenTree::Group(group) => descend = Some(group.stream()),
+            _ => {}
         }
-        syn::visit::visit_macro(self, mac);
+        *next = at + step;
+        if let Some(inner) = descend {
+            stack.push((inner.into_iter().collect(), 0));
+        }
     }
+    Ok(found)
+}
+
+/// Lexes a Rust file as rustc does: without a byte-order mark, and without a `#!` line (kept as
+/// an empty line, so that line numbers stay the file's).
+fn lex(text: &str) -> syn::Result<TokenStream> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = match text.strip_prefix("#!") {
+        Some(rest) if !rest.trim_start().starts_with('[') => {
+            &text[text.find('\n').unwrap_or(text.len())..]
+        }
+        _ => text,
+    };
+    text.parse::<TokenStream>()
+        .map_err(|e| syn::Error::new(e.span(), format!("cannot parse the file as Rust: {e}")))
 }
 
 /// The directory a `from "file.json"` path is relative to: the closest directory above `file`
@@ -84,23 +140,25 @@ pub fn check_file(text: &str, file: &str, manifest_dir: &Path) -> FileCheck {
     let invocations = match find_invocations(text) {
         Ok(found) => found,
         Err(e) => {
-            diagnostics.push(error_at(&e, format!("cannot parse the file as Rust: {e}")));
+            diagnostics.push(error_at(&e, e.to_string()));
             return FileCheck { networks, report: Report::new(file, text, diagnostics), lowered };
         }
     };
     if invocations.is_empty() {
         diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            message: "no `mrnn!` invocation in this file".to_owned(),
-            loc: Loc::Unknown,
             help: Some(
                 "`mrnn check` takes a JSON config or a Rust file with `mrnn! { ... }` in it"
                     .to_owned(),
             ),
+            ..Diagnostic::error(Loc::Unknown, "no `mrnn!` invocation in this file")
         });
     }
     for invocation in invocations {
-        let net = match syn::parse2::<Network>(invocation.tokens) {
+        let parsed = match too_deep(&invocation.tokens, MAX_NESTING) {
+            Some(span) => Err(nesting_error(span)),
+            None => syn::parse2::<Network>(invocation.tokens),
+        };
+        let net = match parsed {
             Ok(net) => net,
             Err(e) => {
                 for e in e {
@@ -111,12 +169,19 @@ pub fn check_file(text: &str, file: &str, manifest_dir: &Path) -> FileCheck {
         };
         networks.push(net.name.to_string());
         let result = lower_dsl(&net, Some(manifest_dir));
-        for d in &result.diagnostics {
-            // Problems inside a `from` file are reported at the literal, with their JSON position.
+        for (i, d) in result.diagnostics.iter().enumerate() {
+            // Problems inside a `from` file are reported at the literal, with their JSON
+            // position. Finding a position counts characters up to it: only the diagnostics a
+            // report can show get one (thousands of them in a one-line file would be quadratic).
             let mut d = d.clone();
-            if let Some(prefix) = result.json_prefix(&d) {
-                d.message = format!("{prefix}: {}", d.message);
-                d.loc = result.json.as_ref().map_or(Loc::Unknown, |j| Loc::span(j.literal.span()));
+            let in_json = matches!(d.loc, Loc::Json { .. } | Loc::JsonText { .. });
+            if let Some(json) = result.json.as_ref().filter(|_| in_json) {
+                if i < MAX_SHOWN
+                    && let Some(prefix) = result.json_prefix(&d)
+                {
+                    d.message = format!("{prefix}: {}", d.message);
+                }
+                d.loc = Loc::span(json.literal.span());
             }
             diagnostics.push(d);
         }
@@ -126,7 +191,7 @@ pub fn check_file(text: &str, file: &str, manifest_dir: &Path) -> FileCheck {
 }
 
 fn error_at(e: &syn::Error, message: String) -> Diagnostic {
-    Diagnostic { severity: Severity::Error, message, loc: Loc::span(e.span()), help: None }
+    Diagnostic::error(Loc::span(e.span()), message)
 }
 
 #[cfg(test)]

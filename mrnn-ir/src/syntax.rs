@@ -7,18 +7,54 @@
 //!     input iti[25]: exc;         // input regions
 //!     region d1[50]: inh, base_firing = 1.0, init = 0.5, learnable_bias;
 //!     region alm_exc[40]: exc in alm;
+//!     region "alm-inh"[10]: inh in alm;  // any name, as a string
 //!     d1, d2 -> gpe, snr (sparsity = 0.25, sign = inh);
+//!     alm -> d1;                         // a group stands for its regions
 //! }
 //! ```
 //!
 //! The grammar is deliberately loose where meaning is checked later: setting values are kept as
 //! tokens and region properties as `key [= value]`, so an unknown key or a bad value is reported by
 //! lowering together with every other problem instead of stopping the parse.
+//!
+//! Nothing here calls syn's recursive parsers (expressions, types, attributes' meta): the depth of
+//! the recursion is fixed by the grammar, never by the input, so a deeply nested input cannot
+//! overflow the stack (attributes are read token by token for that reason).
+
+use std::fmt;
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Ident, LitFloat, LitInt, LitStr, Token, Visibility, braced, bracketed};
+use syn::{Ident, LitFloat, LitInt, LitStr, Token, Visibility, braced, bracketed};
+
+/// How deeply brackets may nest in the tokens of an `mrnn!` invocation: the grammar needs two
+/// levels (`Net { dynamics: leaky(dt = 1.0) }`); anything far deeper is a mistake, refused
+/// before parsing.
+pub const MAX_NESTING: usize = 32;
+
+/// The opening bracket of the first group nested deeper than `limit` levels (the top level's
+/// groups are level 1), found without recursion.
+#[must_use]
+pub fn too_deep(tokens: &TokenStream, limit: usize) -> Option<Span> {
+    let mut stack = vec![tokens.clone().into_iter()];
+    loop {
+        let depth = stack.len();
+        let next = stack.last_mut()?.next();
+        match next {
+            Some(proc_macro2::TokenTree::Group(group)) => {
+                if depth > limit {
+                    return Some(group.span_open());
+                }
+                stack.push(group.stream().into_iter());
+            }
+            Some(_) => {}
+            None => {
+                stack.pop();
+            }
+        }
+    }
+}
 
 /// DSL keywords.
 // The structs `custom_keyword!` generates carry no docs of their own.
@@ -33,7 +69,7 @@ pub mod kw {
 #[derive(Debug)]
 pub struct Network {
     /// Outer attributes (doc comments).
-    pub attrs: Vec<Attribute>,
+    pub attrs: Vec<Attr>,
     /// Visibility of the generated type.
     pub vis: Visibility,
     /// Name of the generated type.
@@ -68,13 +104,56 @@ pub struct Setting {
     pub value_span: Span,
 }
 
+/// An outer attribute of the network.
+#[derive(Debug, Clone)]
+pub enum Attr {
+    /// A doc comment: `/// text` or `#[doc = "text"]`.
+    Doc(String),
+    /// Any other attribute (`mrnn!` takes none), from its `#` to its `]`.
+    Other(Span, Span),
+}
+
+/// A region or group name as written: an identifier (`d1`, `état`, `r#type`) or, for names that
+/// are not identifiers (mRNNTorch configs allow any string), a string literal (`"alm-exc"`).
+#[derive(Debug, Clone)]
+pub struct Name {
+    /// The name (a raw identifier without its `r#`, a string's contents).
+    pub value: String,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Name {
+    /// Whether the next token starts a name.
+    fn peek(input: ParseStream<'_>) -> bool {
+        input.peek(Ident::peek_any) || input.peek(LitStr)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
+impl Parse for Name {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            return Ok(Name { value: lit.value(), span: lit.span() });
+        }
+        let ident = input.call(Ident::parse_any)?;
+        Ok(Name { value: ident.unraw().to_string(), span: ident.span() })
+    }
+}
+
 /// `region name[n]: props;` or `input name[n]: props;`
 #[derive(Debug)]
 pub struct Region {
     /// The `region`/`input` keyword.
     pub keyword: Span,
     /// Region name.
-    pub name: Ident,
+    pub name: Name,
     /// Size literal.
     pub size: LitInt,
     /// Properties after the colon.
@@ -95,8 +174,10 @@ pub struct Prop {
 pub enum Value {
     /// A number, possibly negative.
     Number(Number),
-    /// A name (a sign keyword, a parent region).
+    /// A word (a sign keyword).
     Ident(Ident),
+    /// The group after `in`.
+    Name(Name),
 }
 
 impl Value {
@@ -106,6 +187,7 @@ impl Value {
         match self {
             Value::Number(n) => n.start,
             Value::Ident(i) => i.span(),
+            Value::Name(n) => n.span,
         }
     }
 }
@@ -126,17 +208,43 @@ pub struct Number {
 /// `sources -> targets (options);`
 #[derive(Debug)]
 pub struct Connection {
-    /// Source region names.
-    pub sources: Vec<Ident>,
-    /// Destination region names.
-    pub targets: Vec<Ident>,
+    /// Source region (or group) names.
+    pub sources: Vec<Name>,
+    /// Destination region (or group) names.
+    pub targets: Vec<Name>,
     /// `(key = value, ...)`.
     pub options: Vec<Prop>,
 }
 
+/// Reads the outer attributes `#[...]` token by token: a doc comment is `doc = "text"`, anything
+/// else is kept as [`Attr::Other`] for lowering to reject.
+pub fn parse_attrs(input: ParseStream<'_>) -> syn::Result<Vec<Attr>> {
+    let mut attrs = Vec::new();
+    while input.peek(Token![#]) {
+        let pound = input.parse::<Token![#]>()?.span;
+        let content;
+        let bracket = bracketed!(content in input);
+        let doc = if content.peek(Ident) && content.peek2(Token![=]) && content.peek3(LitStr) {
+            let key: Ident = content.parse()?;
+            content.parse::<Token![=]>()?;
+            let text: LitStr = content.parse()?;
+            (key == "doc" && content.is_empty()).then(|| text.value())
+        } else {
+            None
+        };
+        // Whatever is left belongs to an attribute that is not a doc comment.
+        content.parse::<TokenStream>()?;
+        attrs.push(match doc {
+            Some(text) => Attr::Doc(text),
+            None => Attr::Other(pound, bracket.span.close()),
+        });
+    }
+    Ok(attrs)
+}
+
 impl Parse for Network {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
+        let attrs = parse_attrs(input)?;
         let vis: Visibility = input.parse()?;
         let name: Ident = input.parse().map_err(|e| {
             syn::Error::new(
@@ -169,18 +277,20 @@ impl Parse for Network {
 
 impl Parse for Item {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        if input.peek(kw::region) && input.peek2(Ident) {
+        let name_follows =
+            |input: ParseStream<'_>| input.peek2(Ident::peek_any) || input.peek2(LitStr);
+        if input.peek(kw::region) && name_follows(input) {
             let keyword = input.parse::<kw::region>()?.span;
             return Ok(Item::Region(parse_region(input, keyword)?));
         }
-        if input.peek(kw::input) && input.peek2(Ident) {
+        if input.peek(kw::input) && name_follows(input) {
             let keyword = input.parse::<kw::input>()?.span;
             return Ok(Item::Input(parse_region(input, keyword)?));
         }
         if input.peek(Ident::peek_any) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
             return Ok(Item::Setting(input.parse()?));
         }
-        if input.peek(Ident::peek_any) {
+        if Name::peek(input) {
             return Ok(Item::Connection(input.parse()?));
         }
         Err(input.error(
@@ -213,7 +323,10 @@ impl Parse for Setting {
 }
 
 fn parse_region(input: ParseStream<'_>, keyword: Span) -> syn::Result<Region> {
-    let name: Ident = input.parse()?;
+    let name: Name = input.parse()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(format!("expected the size of region `{name}`: `{name}[10]`")));
+    }
     let content;
     let bracket = bracketed!(content in input);
     if content.is_empty() {
@@ -259,10 +372,11 @@ fn parse_region(input: ParseStream<'_>, keyword: Span) -> syn::Result<Region> {
 fn parse_prop(input: ParseStream<'_>) -> syn::Result<Prop> {
     if input.peek(Token![in]) {
         let span = input.parse::<Token![in]>()?.span;
-        let parent: Ident = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "expected the parent region's name after `in`")
-        })?;
-        return Ok(Prop { key: Ident::new("in", span), value: Some(Value::Ident(parent)) });
+        if !Name::peek(input) {
+            return Err(input.error("expected the name of the group after `in`"));
+        }
+        let parent: Name = input.parse()?;
+        return Ok(Prop { key: Ident::new("in", span), value: Some(Value::Name(parent)) });
     }
     let key = input.call(Ident::parse_any).map_err(|e| {
         syn::Error::new(
@@ -318,7 +432,7 @@ impl Parse for Connection {
             )));
         }
         let arrow = input.parse::<Token![->]>()?;
-        if !input.peek(Ident::peek_any) {
+        if !Name::peek(input) {
             return Err(syn::Error::new_spanned(
                 arrow,
                 "connection has no destination region: write `source -> destination;`",
@@ -353,31 +467,26 @@ impl Parse for Connection {
     }
 }
 
-fn parse_names(input: ParseStream<'_>, what: &str) -> syn::Result<Vec<Ident>> {
-    let mut names = vec![input.call(Ident::parse_any)?];
+fn parse_names(input: ParseStream<'_>, what: &str) -> syn::Result<Vec<Name>> {
+    let mut names = vec![input.parse()?];
     while input.peek(Token![,]) {
         input.parse::<Token![,]>()?;
-        if !input.peek(Ident::peek_any) {
+        if !Name::peek(input) {
             return Err(input.error(format!("expected a {what} region name after `,`")));
         }
-        names.push(input.call(Ident::parse_any)?);
+        names.push(input.parse()?);
     }
     Ok(names)
 }
 
-/// The doc comment lines of a list of attributes, or the first attribute that is not a doc
-/// comment (the generated type takes no other attributes).
-pub fn doc_lines(attrs: &[Attribute]) -> Result<Vec<String>, &Attribute> {
-    let mut docs = Vec::new();
-    for attr in attrs {
-        if attr.path().is_ident("doc")
-            && let syn::Meta::NameValue(nv) = &attr.meta
-            && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
-        {
-            docs.push(s.value());
-            continue;
-        }
-        return Err(attr);
-    }
-    Ok(docs)
+/// The doc comment lines of a list of attributes, or the span (`#` to `]`) of the first attribute
+/// that is not a doc comment (the generated type takes no other attributes).
+pub fn doc_lines(attrs: &[Attr]) -> Result<Vec<String>, (Span, Span)> {
+    attrs
+        .iter()
+        .map(|attr| match attr {
+            Attr::Doc(text) => Ok(text.clone()),
+            Attr::Other(start, end) => Err((*start, *end)),
+        })
+        .collect()
 }

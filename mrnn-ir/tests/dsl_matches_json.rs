@@ -88,7 +88,7 @@ fn lower_dsl_text(text: &str) -> Ir {
 /// Lowers the JSON config under the DSL network's name; any diagnostic fails the test.
 fn lower_json_text(text: &str) -> Ir {
     let spec = mrnn_ir::read_spec(text, "CBGTCL.json").unwrap_or_else(|r| panic!("{r}"));
-    let (ir, diagnostics) = mrnn_ir::lower_spec(&spec, "Cbgtcl");
+    let (ir, diagnostics) = mrnn_ir::lower_spec(&spec, "Cbgtcl", mrnn_ir::Purpose::Runtime);
     let messages: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
     assert!(messages.is_empty(), "CBGTCL.json has diagnostics: {messages:#?}");
     ir

@@ -37,6 +37,8 @@ impl Ei {
     pub const INH: ::core::ops::Range<::core::primitive::usize> = 32..40;
     /// `stim`: input region, 5 excitatory units, input units `0..5`.
     pub const STIM: ::core::ops::Range<::core::primitive::usize> = 0..5;
+    /// Group `cortex`: regions `exc`, `inh`, hidden units `0..40`.
+    pub const CORTEX: ::core::ops::Range<::core::primitive::usize> = 0..40;
     /// The checked architecture: regions with their offsets, connections, settings.
     pub const ARCHITECTURE: ::mrnn_runtime::__private::Architecture = ::mrnn_runtime::__private::Architecture::__from_checked_parts(
         "Ei",

@@ -4,6 +4,7 @@
 //! hang, or a damaged file.
 
 mod checkpoints;
+mod compile;
 mod harness;
 mod outputs;
 mod pth;

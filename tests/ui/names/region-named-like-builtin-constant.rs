@@ -2,7 +2,7 @@ use mrnn_runtime::mrnn;
 
 mrnn! {
     pub Net {
-        region hidden[3]: exc; //~ ERROR region `hidden` would generate the constant `HIDDEN`, which is already a built-in constant
+        region hidden[3]: exc; //~ ERROR recurrent region `hidden` would generate the constant `HIDDEN`: `HIDDEN` is a built-in constant
     }
 }
 

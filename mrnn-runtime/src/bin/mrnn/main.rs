@@ -5,6 +5,12 @@
 //!
 //! Exit codes: 0 success, 1 invalid input (a config, checkpoint or tensor file that is wrong),
 //! 2 usage error (unknown flags, missing arguments: clap's own code).
+//!
+//! A closed stdout (`mrnn dot net.json | head -1`) ends a command quietly with success, as Unix
+//! tools do: the reader has what it wanted. Commands that print through [`print_stdout`] see it
+//! as an error value; a `println!` anywhere else panics on it, and `main` turns that one panic
+//! (and only that one) into the same quiet end, after unwinding (so temporary files are cleaned
+//! up as on any early return).
 
 mod analyze_cmd;
 mod bench_cmd;
@@ -53,7 +59,8 @@ enum Command {
     Expand(compile_cmds::ExpandArgs),
     /// Print the region graph as Graphviz DOT (regions with size and sign, edges with sparsity).
     Dot(compile_cmds::FileArgs),
-    /// Print the `mrnn!` source equivalent to a JSON config.
+    /// Print the `mrnn!` source equivalent to a JSON config, or the mRNNTorch config of the
+    /// `mrnn!` network of a Rust file.
     Convert(compile_cmds::ConvertArgs),
     /// Run a network (an mrnn checkpoint alone, or a config + weights) on inputs from a
     /// safetensors file; write x, h (and the readout's output).
@@ -75,6 +82,54 @@ pub(crate) enum Failure {
     Invalid(String),
     /// Usage error: exit code 2.
     Usage(String),
+    /// Stdout was closed by its reader: stop quietly, exit code 0.
+    ClosedStdout,
+}
+
+/// Writes `text` to stdout (and flushes it). A closed pipe is [`Failure::ClosedStdout`]; any
+/// other write error (a full disk) is invalid output, exit code 1.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::ClosedStdout),
+        Err(e) => Err(Failure::Invalid(format!("error: cannot write to stdout: {e}"))),
+    }
+}
+
+/// Writes `text` to stderr; there is nowhere left to report a failure to write it.
+pub(crate) fn print_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// Whether a panic message is the standard library's for `print!` on a closed pipe
+/// (`failed printing to stdout: Broken pipe (os error 32)`; EPIPE is 32 on Linux and macOS).
+fn is_closed_pipe_panic(message: &str) -> bool {
+    (message.starts_with("failed printing to stdout")
+        || message.starts_with("failed printing to stderr"))
+        && (message.contains("Broken pipe") || message.contains("os error 32"))
+}
+
+/// Silences the default panic message for a print to a closed pipe (`main` ends such a run
+/// quietly); every other panic is reported as before.
+fn quiet_closed_pipe_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if panic_message(info.payload()).is_some_and(is_closed_pipe_panic) {
+            return;
+        }
+        default(info);
+    }));
+}
+
+/// The message of a panic, when it is text (`panic!("..")` and `panic!("{x}")` both are).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
 }
 
 impl From<mrnn_runtime::Error> for Failure {
@@ -93,13 +148,14 @@ impl Failure {
     fn exit(self) -> ExitCode {
         match self {
             Failure::Invalid(message) => {
-                eprintln!("{}", message.trim_end());
+                print_stderr(&format!("{}\n", message.trim_end()));
                 ExitCode::from(1)
             }
             Failure::Usage(message) => {
-                eprintln!("error: {}", message.trim_end());
+                print_stderr(&format!("error: {}\n", message.trim_end()));
                 ExitCode::from(2)
             }
+            Failure::ClosedStdout => ExitCode::SUCCESS,
         }
     }
 }
@@ -108,8 +164,24 @@ fn main() -> ExitCode {
     // Before any candle call: candle's matmul re-reads /proc/cpuinfo without it.
     mrnn_runtime::ensure_threads();
     keep_freed_memory();
+    quiet_closed_pipe_panics();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // Unwind safety: nothing observes the command's state after a panic; it is dropped.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => failure.exit(),
+        Err(payload) => {
+            if panic_message(payload.as_ref()).is_some_and(is_closed_pipe_panic) {
+                return ExitCode::SUCCESS;
+            }
+            std::panic::resume_unwind(payload)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
         Command::Check(args) => compile_cmds::check(&args),
         Command::Expand(args) => compile_cmds::expand(&args),
         Command::Dot(args) => compile_cmds::dot(&args),
@@ -118,16 +190,22 @@ fn main() -> ExitCode {
         Command::Train(command) => train_cmd::train(command),
         Command::Bench(args) => bench_cmd::bench(&args),
         Command::Analyze(command) => analyze_cmd::analyze(command),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.exit(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_closed_pipe_panics_are_quiet() {
+        assert!(is_closed_pipe_panic("failed printing to stdout: Broken pipe (os error 32)"));
+        assert!(is_closed_pipe_panic("failed printing to stderr: Broken pipe (os error 32)"));
+        assert!(!is_closed_pipe_panic(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!is_closed_pipe_panic("index out of bounds: Broken pipe"));
+    }
 
     /// The option index is mimalloc's purge delay: 1000 ms by default (mimalloc 3's
     /// options.c), then never.
