@@ -169,6 +169,7 @@ fn activity_edge_cases() {
     plot::activity_figure(&path, "one unit, one step", &activity, &[], "step").unwrap();
     let image = figure(&path);
     assert_eq!(image.width(), 480, "at least 480 pixels wide");
+    assert!(has_color(&image, plot::category_color(0, 1)), "one step is drawn as a dot");
 
     // Constant data, NaN in the data, and no examples.
     let constant = RegionActivity {
@@ -270,7 +271,7 @@ fn current_grid_edge_cases() {
     };
     let path = out.path("one.png");
     plot::current_grid_figure(&path, "one step", &one, &[], "step").unwrap();
-    figure(&path);
+    assert!(has_color(&figure(&path), plot::category_color(0, 1)), "one step is drawn as a dot");
     // Constant zero currents, nothing connected, NaN.
     let flat = CurrentGrid {
         targets: vec!["a".into(), "b".into()],

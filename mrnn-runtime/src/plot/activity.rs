@@ -337,7 +337,16 @@ fn panel(
     for run in band_runs(band) {
         let mut outline: Vec<(f64, f64)> = run.iter().map(|&(x, m, s)| (x, m + s)).collect();
         outline.extend(run.iter().rev().map(|&(x, m, s)| (x, m - s)));
-        chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.22).filled())))?;
+        if let [(x, m, s)] = run[..] {
+            // One time: the band is an error bar.
+            let bar = vec![(x, m - s), (x, m + s)];
+            chart.draw_series(std::iter::once(PathElement::new(
+                bar,
+                color.mix(0.4).stroke_width(3),
+            )))?;
+        } else {
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.22).filled())))?;
+        }
     }
     for (_, e) in &r.examples {
         for run in finite_runs(e.iter().enumerate().map(|(t, &v)| (x_of(t), v))) {

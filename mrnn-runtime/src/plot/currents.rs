@@ -308,7 +308,13 @@ fn draw_cell(
     for run in band_runs(band) {
         let mut outline: Vec<(i32, i32)> = run.iter().map(|&(x, m, s)| to_px((x, m + s))).collect();
         outline.extend(run.iter().rev().map(|&(x, m, s)| to_px((x, m - s))));
-        area.draw(&Polygon::new(outline, color.mix(0.25).filled()))?;
+        if let [(x, m, s)] = run[..] {
+            // One time: the band is an error bar.
+            let bar = vec![to_px((x, m - s)), to_px((x, m + s))];
+            area.draw(&PathElement::new(bar, color.mix(0.4).stroke_width(3)))?;
+        } else {
+            area.draw(&Polygon::new(outline, color.mix(0.25).filled()))?;
+        }
     }
     for run in finite_runs(c.mean.iter().enumerate().map(|(t, &v)| (x_of(t), v))) {
         let points: Vec<(i32, i32)> = run.into_iter().map(to_px).collect();

@@ -175,9 +175,8 @@ pub fn flow_figure(path: &Path, title: &str, plot: &FlowPlot<'_>) -> Result<()> 
         }))?;
         draw_arrows(&mut chart, plot)?;
         for (k, t) in plot.trajectories.iter().enumerate() {
-            // Runs inside the grid: a trajectory that leaves the plot is not drawn across it.
             let style = color_of(k).mix(0.85).stroke_width(width);
-            for run in runs_inside(t, &inside) {
+            for run in clipped_runs(t, [x0, x1, y0, y1]) {
                 draw_polyline(&mut chart, &run, style)?;
             }
         }
@@ -225,25 +224,59 @@ fn check(plot: &FlowPlot<'_>) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The runs of at least two consecutive points of `trajectory` that are `inside`.
-fn runs_inside(
-    trajectory: &[[f64; 2]],
-    inside: &dyn Fn(&[f64; 2]) -> bool,
-) -> Vec<Vec<(f64, f64)>> {
-    let mut runs = Vec::new();
-    let mut run: Vec<(f64, f64)> = Vec::new();
-    for p in trajectory.iter().map(Some).chain([None]) {
-        match p {
-            Some(p) if inside(p) => run.push((p[0], p[1])),
-            _ => {
-                if run.len() > 1 {
-                    runs.push(std::mem::take(&mut run));
-                }
-                run.clear();
-            }
+/// The parts of `trajectory` inside `rect` (`[x0, x1, y0, y1]`): its segments clipped to the
+/// rectangle, joined where they meet, so that a trajectory that leaves the plot is drawn up to
+/// its edge and never across it; non-finite points break it.
+fn clipped_runs(trajectory: &[[f64; 2]], rect: [f64; 4]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for w in trajectory.windows(2) {
+        let (p, q) = ((w[0][0], w[0][1]), (w[1][0], w[1][1]));
+        let Some((a, b)) = clip_segment(p, q, rect) else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some(run) if run.last() == Some(&a) => run.push(b),
+            _ => runs.push(vec![a, b]),
         }
     }
     runs
+}
+
+/// The part of the segment `p`-`q` inside `rect` (`[x0, x1, y0, y1]`), by Liang and Barsky's
+/// algorithm; `None` when it misses the rectangle or a coordinate is not finite.
+fn clip_segment(
+    p: (f64, f64),
+    q: (f64, f64),
+    [x0, x1, y0, y1]: [f64; 4],
+) -> Option<((f64, f64), (f64, f64))> {
+    if ![p.0, p.1, q.0, q.1].iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let (dx, dy) = (q.0 - p.0, q.1 - p.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (step, room) in [(-dx, p.0 - x0), (dx, x1 - p.0), (-dy, p.1 - y0), (dy, y1 - p.1)] {
+        if step == 0.0 {
+            if room < 0.0 {
+                return None;
+            }
+        } else {
+            let t = room / step;
+            if step < 0.0 {
+                t0 = t0.max(t);
+            } else {
+                t1 = t1.min(t);
+            }
+        }
+    }
+    // A segment that misses the rectangle, or only touches a corner.
+    if t0 >= t1 {
+        return None;
+    }
+    // Ends that were not clipped are kept exactly, so that consecutive segments join.
+    let at = |t: f64| (p.0 + t * dx, p.1 + t * dy);
+    let a = if t0 > 0.0 { at(t0) } else { p };
+    let b = if t1 < 1.0 { at(t1) } else { q };
+    Some((a, b))
 }
 
 /// The legend: fixed points by stability, the start marker, the conditions' colors (and the
@@ -308,4 +341,24 @@ fn draw_arrows(chart: &mut Chart2d<'_, '_>, plot: &FlowPlot<'_>) -> DrawResult {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trajectories_are_clipped_at_the_plot_edge() {
+        let rect = [0.0, 1.0, 0.0, 1.0];
+        // In, out through the right edge, back in through the top.
+        let path = [[0.5, 0.5], [1.5, 0.5], [0.5, 1.5], [0.25, 0.5]];
+        let runs = clipped_runs(&path, rect);
+        assert_eq!(runs, vec![vec![(0.5, 0.5), (1.0, 0.5)], vec![(0.375, 1.0), (0.25, 0.5)]]);
+        // Entirely outside, or broken by NaN.
+        assert!(clipped_runs(&[[2.0, 2.0], [3.0, 3.0]], rect).is_empty());
+        let broken = [[0.1, 0.1], [0.2, 0.2], [f64::NAN, 0.3], [0.4, 0.4], [0.5, 0.5]];
+        assert_eq!(clipped_runs(&broken, rect).len(), 2);
+        // Crossing the whole plot.
+        assert_eq!(clip_segment((-1.0, 0.5), (2.0, 0.5), rect), Some(((0.0, 0.5), (1.0, 0.5))));
+    }
 }

@@ -292,13 +292,16 @@ pub(crate) fn axis_label(span: f64) -> impl Fn(&f64) -> String {
 
 /// Draws a polyline of data points as separate segments when it is thicker than a pixel:
 /// plotters joins thick lines with miters, which shoot far out of the plot where a line turns
-/// back on itself.
+/// back on itself. A single point (a run between NaNs, or one step) is drawn as a dot.
 pub(crate) fn draw_polyline(
     chart: &mut Chart2d<'_, '_>,
     points: &[(f64, f64)],
     style: ShapeStyle,
 ) -> DrawResult {
-    if style.stroke_width <= 1 {
+    if let [p] = points {
+        let radius = style.stroke_width.max(2);
+        chart.draw_series(std::iter::once(Circle::new(*p, radius, style.color.filled())))?;
+    } else if style.stroke_width <= 1 {
         chart.draw_series(std::iter::once(PathElement::new(points.to_vec(), style)))?;
     } else {
         chart.draw_series(points.windows(2).map(|w| PathElement::new(vec![w[0], w[1]], style)))?;
@@ -312,7 +315,9 @@ pub(crate) fn draw_polyline_px(
     points: &[(i32, i32)],
     style: ShapeStyle,
 ) -> DrawResult {
-    if style.stroke_width <= 1 {
+    if let [p] = points {
+        area.draw(&Circle::new(*p, style.stroke_width.max(2), style.color.filled()))?;
+    } else if style.stroke_width <= 1 {
         area.draw(&PathElement::new(points.to_vec(), style))?;
     } else {
         for w in points.windows(2) {

@@ -161,6 +161,9 @@ fn draw_3d(
         .configure_axes()
         .light_grid_style(BLACK.mix(0.08))
         .max_light_lines(4)
+        .x_formatter(&axis_label(x.1 - x.0))
+        .y_formatter(&axis_label(y.1 - y.0))
+        .z_formatter(&axis_label(z.1 - z.0))
         .label_style((FAMILY, 12))
         .draw()?;
     let line = RGBColor(150, 150, 150).mix(0.5);

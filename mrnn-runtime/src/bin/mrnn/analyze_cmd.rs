@@ -1,6 +1,7 @@
 //! `mrnn analyze fixed-points | linearize | flow | currents`: dissection of a trained network
 //! (a JSON config and a weights file) on trajectories driven by flip-flop-like pulses or by the
-//! inputs of a safetensors file; results go to `--out` as JSON, safetensors and PNG figures.
+//! inputs of a safetensors file; results go to `--out` as JSON, safetensors and PNG figures
+//! (drawn by the library's `mrnn_runtime::plot`, which users' programs call the same way).
 
 use std::path::{Path, PathBuf};
 
@@ -42,14 +43,17 @@ pub(crate) enum AnalyzeCommand {
         #[command(flatten)]
         at: LinearizeArgs,
     },
-    /// Flow field of some regions in the plane of their two leading principal components.
+    /// Flow field of some regions in the plane of their two leading principal components, with
+    /// the trajectories colored by condition (`flow.png`).
     Flow {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
         flow: FlowArgs,
     },
-    /// The current each region receives from each region and input over the trajectories.
+    /// The current each region receives from each region and input over the trajectories: the
+    /// mean matrices (`currents.png`), each current over time (`currents_over_time.png`) and
+    /// each region's activity over time (`activity.png`).
     Currents {
         #[command(flatten)]
         common: CommonArgs,
