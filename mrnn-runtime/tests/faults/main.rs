@@ -4,3 +4,5 @@
 //! hang, or a damaged file.
 
 mod harness;
+
+mod figures;
