@@ -555,6 +555,51 @@ fn draws_training_figures() {
 }
 
 #[test]
+fn absurd_titles_and_names_are_drawn_or_refused_never_a_panic() {
+    let out = out("absurd");
+    let huge = "an absurdly long title ".repeat(1000);
+    let name = "x".repeat(5000);
+    let course = TimeCourse { mean: vec![0.5; 10], sd: vec![0.1; 10] };
+    let region =
+        RegionActivity { name: name.clone(), units: 1, course: course.clone(), examples: vec![] };
+    let results = [
+        plot::activity_figure(&out.path("activity.png"), &huge, &[region], &[], &name),
+        plot::current_grid_figure(
+            &out.path("grid.png"),
+            &huge,
+            &CurrentGrid {
+                targets: vec![name.clone()],
+                sources: vec![name.clone()],
+                cells: vec![vec![Some(course)]],
+            },
+            &[],
+            &name,
+        ),
+        plot::line_chart(&out.path("line.png"), &huge, &name, &name, &[], false),
+        plot::spectra_figure(&out.path("spectra.png"), &huge, &[]),
+        plot::matrix_figure(
+            &out.path("matrix.png"),
+            &huge,
+            std::slice::from_ref(&name),
+            std::slice::from_ref(&name),
+            &[vec![Some(1.0)]],
+            &name,
+        ),
+        plot::state_space_figure(&out.path("fp.png"), &huge, &[], &[], &[&name, &name]),
+    ];
+    for r in results {
+        if let Err(e) = r {
+            assert!(
+                e.to_string().contains("cannot draw") || e.to_string().contains("pixels"),
+                "{e}"
+            );
+        }
+    }
+    let png = std::fs::read(out.path("line.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
 fn colormaps_span_their_ends() {
     assert_eq!(plot::viridis(0.0), RGBColor(68, 1, 84));
     assert_eq!(plot::viridis(1.0), RGBColor(253, 231, 37));

@@ -79,11 +79,15 @@ impl Fitted {
     }
 }
 
+/// The smallest size text is ever drawn at: text that does not fit even at this size is elided.
+const FLOOR_SIZE: f64 = 6.0;
+
 /// Lays `text` out in at most `max_width` by `max_height` pixels at `size` pixels or less: on
 /// one line when it fits (or fits shrunk to no less than 80%), else wrapped at spaces (long
-/// words broken between characters) at the largest size, down to 9 pixels, whose lines fit
-/// both ways; below that only when the box is too small for anything larger. No line is ever
-/// wider than `max_width` unless a single character is.
+/// words broken between characters) at the largest size whose lines fit both ways, 9 pixels or
+/// more unless the box is too small for that. Only text that does not fit even at 6 pixels
+/// (hundreds of characters in a label's box) is elided: as many lines as fit, the last ending
+/// in `...`. No line is ever wider than `max_width` unless a single character is.
 #[must_use]
 pub fn fit_text(text: &str, max_width: u32, max_height: u32, size: f64) -> Fitted {
     let size = if size.is_finite() && size >= 1.0 { size.floor() } else { 12.0 };
@@ -100,15 +104,38 @@ pub fn fit_text(text: &str, max_width: u32, max_height: u32, size: f64) -> Fitte
     {
         return Fitted { size: shrunk, lines: vec![text.to_owned()] };
     }
+    let floor = FLOOR_SIZE.min(size);
     let mut s = size;
     loop {
+        // Lines can hold no more than the width: a size whose text needs more lines than fit
+        // is passed over without wrapping it (long titles stay fast to fit).
+        let at_least = text_width(text, s).div_ceil(max_width.max(1));
+        if line_height(s).saturating_mul(at_least) > max_height && s > floor {
+            s -= 1.0;
+            continue;
+        }
         let lines = wrap(text, max_width, s);
-        let fits = line_height(s) * lines.len() as u32 <= max_height;
-        if fits || s <= 4.0 {
+        if line_height(s) * lines.len() as u32 <= max_height {
             return Fitted { size: s, lines };
+        }
+        if s <= floor {
+            return elide(lines, max_width, max_height, s);
         }
         s -= 1.0;
     }
+}
+
+/// The first lines of `lines` that fit in `max_height` (at least one), the last ending in `...`.
+fn elide(mut lines: Vec<String>, max_width: u32, max_height: u32, size: f64) -> Fitted {
+    let keep = ((max_height / line_height(size)) as usize).max(1);
+    lines.truncate(keep);
+    if let Some(last) = lines.last_mut() {
+        while !last.is_empty() && text_width(&format!("{last}..."), size) > max_width {
+            last.pop();
+        }
+        last.push_str("...");
+    }
+    Fitted { size, lines }
 }
 
 /// `text` broken into lines no wider than `max_width` at `size`: greedily at spaces, and words
@@ -130,15 +157,34 @@ fn wrap(text: &str, max_width: u32, size: f64) -> Vec<String> {
             word.clone_into(&mut current);
             continue;
         }
-        // A word wider than a line: as many characters per line as fit (at least one).
-        for c in word.chars() {
-            let mut next = current.clone();
-            next.push(c);
-            if current.is_empty() || text_width(&next, size) <= max_width {
-                current = next;
-            } else {
-                lines.push(std::mem::replace(&mut current, c.to_string()));
+        // A word wider than a line: as many characters per line as fit (at least one). The
+        // characters' own widths guess the break (linear in the word's length); one
+        // measurement of the line corrects the guess for kerning.
+        let chars: Vec<char> = word.chars().collect();
+        let widths: Vec<u32> = chars
+            .iter()
+            .map(|c| text_width(c.encode_utf8(&mut [0; 4]), size).saturating_sub(2))
+            .collect();
+        let measure =
+            |a: usize, b: usize| text_width(&chars[a..b].iter().collect::<String>(), size);
+        let mut i = 0;
+        while i < chars.len() {
+            let (mut j, mut width) = (i, 2);
+            while j < chars.len() && (j == i || width + widths[j] <= max_width) {
+                width += widths[j];
+                j += 1;
             }
+            while j > i + 1 && measure(i, j) > max_width {
+                j -= 1;
+            }
+            while j < chars.len() && measure(i, j + 1) <= max_width {
+                j += 1;
+            }
+            current = chars[i..j].iter().collect();
+            if j < chars.len() {
+                lines.push(std::mem::take(&mut current));
+            }
+            i = j;
         }
     }
     if !current.is_empty() || lines.is_empty() {
@@ -190,9 +236,13 @@ const NOTE_SIZE: f64 = 14.0;
 /// The color of notes about the data (values not drawn).
 pub(crate) const NOTE_COLOR: RGBColor = RGBColor(178, 24, 43);
 
+/// The most a title may take: a title of thousands of characters is shrunk to fit here rather
+/// than push the figure's content out.
+const MAX_TITLE_HEIGHT: u32 = 240;
+
 fn header_parts(width: u32, title: &str, note: Option<&str>) -> (Fitted, Option<Fitted>) {
     let room = width.saturating_sub(24).max(1);
-    let title = fit_text(title, room, u32::MAX, TITLE_SIZE);
+    let title = fit_text(title, room, MAX_TITLE_HEIGHT, TITLE_SIZE);
     let note = note.map(|n| fit_text(n, room, u32::MAX, NOTE_SIZE));
     (title, note)
 }
@@ -298,6 +348,15 @@ mod tests {
                 assert_eq!(f.lines.concat().replace(' ', ""), text.replace(' ', ""));
             }
         }
+    }
+
+    #[test]
+    fn text_that_cannot_fit_even_tiny_is_elided_visibly() {
+        let name = "x".repeat(5000);
+        let f = fit_text(&name, 160, 56, 14.0);
+        assert!((f.size - FLOOR_SIZE).abs() < 1e-12, "{}", f.size);
+        assert!(f.height() <= 56 && f.lines.iter().all(|l| text_width(l, f.size) <= 160));
+        assert!(f.lines.last().unwrap().ends_with("..."));
     }
 
     #[test]
