@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::reference;
+use mrnn_runtime::plot;
 use serde_json::Value;
 
 fn mrnn(args: &[&str], out: &Path) -> Output {
@@ -37,6 +38,16 @@ fn json(path: &Path) -> Value {
 
 fn assert_png(path: &Path) {
     assert!(std::fs::metadata(path).unwrap().len() > 10_000, "{}", path.display());
+}
+
+/// A figure's pixels.
+fn figure(path: &Path) -> image::RgbImage {
+    assert_png(path);
+    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+}
+
+fn has_color(image: &image::RgbImage, c: plotters::style::RGBColor) -> bool {
+    image.pixels().any(|p| p.0 == [c.0, c.1, c.2])
 }
 
 #[test]
@@ -117,6 +128,73 @@ fn linearize_flow_and_currents_with_the_defaults() {
     assert_eq!(currents["sources"].as_array().unwrap().len(), 3);
     assert_png(&out.join("currents.png"));
     assert!(out.join("currents.safetensors").exists());
+    // The activity of each region (2 panels side by side) and each current's time course (a
+    // grid of 2 targets by 3 sources).
+    let activity = figure(&out.join("activity.png"));
+    assert_eq!(activity.width(), 2 * 330);
+    let grid = figure(&out.join("currents_over_time.png"));
+    assert!(grid.width() > 3 * 180 && grid.height() > 2 * 120, "{:?}", grid.dimensions());
+    for k in 0..3 {
+        assert!(has_color(&grid, plot::category_color(k, 3)), "source {k} has its color");
+    }
+    // --regions picks the targets of both.
+    ok(&mrnn(&["currents", "--regions", "inhib"], &out));
+    assert_eq!(figure(&out.join("activity.png")).width(), 480);
+}
+
+/// An inputs file of 4 distinct trials of 30 steps; `condition` when given.
+fn inputs_file(dir: &Path, name: &str, condition: Option<Vec<f32>>) -> std::path::PathBuf {
+    let values: Vec<f32> = (0..4 * 30 * 3)
+        .map(|i| {
+            let (b, t, c) = (i / 90, (i / 3) % 30, i % 3);
+            if t == 2 + 3 * b && c == b % 3 { if b % 2 == 0 { 1.0 } else { -1.0 } } else { 0.0 }
+        })
+        .collect();
+    let mut tensors = std::collections::HashMap::new();
+    let cpu = mrnn_runtime::Device::Cpu;
+    tensors.insert(
+        "input".to_owned(),
+        mrnn_runtime::Tensor::from_vec(values, (4, 30, 3), &cpu).unwrap(),
+    );
+    if let Some(labels) = condition {
+        let n = labels.len();
+        tensors.insert(
+            "condition".to_owned(),
+            mrnn_runtime::Tensor::from_vec(labels, n, &cpu).unwrap(),
+        );
+    }
+    let path = dir.join(format!("{name}.safetensors"));
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    path
+}
+
+#[test]
+fn flow_colors_trajectories_by_condition() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a");
+    // Four distinct input patterns: four conditions.
+    let plain = inputs_file(dir.path(), "plain", None);
+    ok(&mrnn(&["flow", "--grid", "9", "--inputs", plain.to_str().unwrap()], &out));
+    let image = figure(&out.join("flow.png"));
+    assert_eq!(image.dimensions(), (1120, 800));
+    for k in 0..4 {
+        assert!(has_color(&image, plot::category_color(k, 4)), "condition {k}");
+    }
+    // Labels in the file: two conditions, whatever the inputs.
+    let labeled = inputs_file(dir.path(), "labeled", Some(vec![0.0, 1.0, 0.0, 1.0]));
+    ok(&mrnn(&["flow", "--grid", "9", "--inputs", labeled.to_str().unwrap()], &out));
+    let image = figure(&out.join("flow.png"));
+    assert!(
+        has_color(&image, plot::category_color(0, 2))
+            && has_color(&image, plot::category_color(1, 2))
+    );
+    assert!(!has_color(&image, plot::category_color(2, 3)), "only two conditions");
+    // A label per trial, or an error naming the tensor.
+    let short = inputs_file(dir.path(), "short", Some(vec![0.0, 1.0, 2.0]));
+    let o = mrnn(&["flow", "--grid", "9", "--inputs", short.to_str().unwrap()], &out);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("`condition`") && stderr.contains("[4]"), "{stderr}");
 }
 
 #[test]

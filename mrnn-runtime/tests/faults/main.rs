@@ -6,6 +6,8 @@
 mod checkpoints;
 mod compile;
 mod harness;
+
+mod figures;
 mod outputs;
 mod pth;
 mod training;

@@ -1,6 +1,8 @@
 //! `mrnn analyze fixed-points | linearize | flow | currents`: dissection of a trained network
-//! (an mrnn checkpoint alone, or a JSON config and a weights file) on trajectories driven by flip-flop-like pulses or by the
-//! inputs of a safetensors file; results go to `--out` as JSON, safetensors and PNG figures.
+//! (an mrnn checkpoint alone, or a JSON config and a weights file) on trajectories driven by
+//! flip-flop-like pulses or by the inputs of a safetensors file; results go to `--out` as JSON,
+//! safetensors and PNG figures (drawn by the library's `mrnn_runtime::plot`, which users'
+//! programs call the same way).
 
 use std::path::{Path, PathBuf};
 
@@ -43,14 +45,17 @@ pub(crate) enum AnalyzeCommand {
         #[command(flatten)]
         at: LinearizeArgs,
     },
-    /// Flow field of some regions in the plane of their two leading principal components.
+    /// Flow field of some regions in the plane of their two leading principal components, with
+    /// the trajectories colored by condition (`flow.png`).
     Flow {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
         flow: FlowArgs,
     },
-    /// The current each region receives from each region and input over the trajectories.
+    /// The current each region receives from each region and input over the trajectories: the
+    /// mean matrices (`currents.png`), each current over time (`currents_over_time.png`) and
+    /// each region's activity over time (`activity.png`).
     Currents {
         #[command(flatten)]
         common: CommonArgs,
@@ -73,8 +78,9 @@ pub(crate) struct CommonArgs {
     /// Constant input for fixed points, Jacobians and flows (comma-separated, I values; default 0).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     input: Option<Vec<f64>>,
-    /// Safetensors file with `input` ([B, T, I], the network's layout) to drive trajectories;
-    /// default: flip-flop pulses on every input channel.
+    /// Safetensors file with `input` ([B, T, I], the network's layout) to drive trajectories,
+    /// and optionally `condition` (`[B]`, a number per trial: the trials' conditions, which color
+    /// the flow's trajectories); default: flip-flop pulses on every input channel.
     #[arg(long)]
     inputs: Option<PathBuf>,
     /// Trials of flip-flop pulses.
@@ -392,7 +398,7 @@ fn draw_fixed_points(
         .collect();
     let ratio = pca.explained_ratio();
     let labels: Vec<String> =
-        ratio.iter().enumerate().map(|(k, r)| format!("PC{} ({:.0}%)", k + 1, 100.0 * r)).collect();
+        ratio.iter().enumerate().map(|(k, r)| format!("PC{} ({})", k + 1, percent(*r))).collect();
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     let stable = found.stable_count();
     plot::state_space_figure(
@@ -424,6 +430,19 @@ fn draw_fixed_points(
         &spectra,
     )?;
     Ok(())
+}
+
+/// An explained variance ratio as a percentage for an axis label: whole percents, one decimal
+/// below 1% (a component that explains 0.3% is not "0%").
+fn percent(ratio: f64) -> String {
+    let p = 100.0 * ratio;
+    if p >= 1.0 || p == 0.0 || !p.is_finite() {
+        format!("{p:.0}%")
+    } else if p >= 0.1 {
+        format!("{p:.1}%")
+    } else {
+        "<0.1%".to_owned()
+    }
 }
 
 /// The states of a JSON file: one array of numbers or a list of arrays; from a
@@ -598,8 +617,9 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
             Marker { coords: field.pca.project(&sub), group: g.clone() }
         })
         .collect();
+    let conditions = trial_conditions(args, net, &setup.input)?;
     let title = format!("flow of {} ({} space)", field.regions.join(", "), kind.symbol());
-    write_flow(out, "flow", &field, &markers, &title)?;
+    write_flow(out, "flow", &field, &markers, &conditions, &title)?;
     if let Some(k) = flow.linearize_at {
         let s = fixed.get(k).ok_or_else(|| {
             Failure::Usage(format!("--linearize-at {k}: the file has {} fixed points", fixed.len()))
@@ -612,6 +632,7 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
             &format!("flow_linear_{k}"),
             &linear,
             &markers[k..=k],
+            &conditions,
             &format!("linearized flow around fixed point #{k}"),
         )?;
     }
@@ -650,13 +671,13 @@ fn write_flow(
     name: &str,
     field: &FlowField,
     markers: &[Marker],
+    conditions: &[String],
     title: &str,
 ) -> Result<(), Failure> {
     write_json(&out.join(format!("{name}.json")), &field.to_json())?;
     field.save_safetensors(&out.join(format!("{name}.safetensors")))?;
     let ratio = field.pca.explained_ratio();
-    let labels =
-        [format!("PC1 ({:.0}%)", 100.0 * ratio[0]), format!("PC2 ({:.0}%)", 100.0 * ratio[1])];
+    let labels = [format!("PC1 ({})", percent(ratio[0])), format!("PC2 ({})", percent(ratio[1]))];
     plot::flow_figure(
         &out.join(format!("{name}.png")),
         title,
@@ -666,11 +687,136 @@ fn write_flow(
             velocity: &field.velocity,
             speed: &field.speed,
             trajectories: &field.trajectories,
+            conditions,
             markers,
             labels: [&labels[0], &labels[1]],
         },
     )?;
     Ok(())
+}
+
+/// The condition of each trial, which colors its trajectory: the `condition` tensor of the
+/// `--inputs` file when it has one (a number per trial); otherwise the distinct input sequences
+/// when there are at most 10 (trials with the same input are one condition); otherwise the
+/// first input each trial receives (the channels and signs of its first step with any input),
+/// which groups the default flip-flop trials by the pulses that start them (their first
+/// memory), when that makes at most 10 groups; otherwise each trial is its own condition. No
+/// labels when all trials are one condition.
+fn trial_conditions(
+    args: &CommonArgs,
+    net: &Network,
+    input: &Tensor,
+) -> Result<Vec<String>, Failure> {
+    let input = layout(net, input.clone())?;
+    let trials = input.dim(0).map_err(mrnn_runtime::Error::from)?;
+    if let Some(path) = &args.inputs {
+        let file = StateDict::read(path)?;
+        if let Some(labels) = file.get("condition") {
+            let bad = |what: String| {
+                Failure::Invalid(format!("error: `{}`: `condition` {what}", path.display()))
+            };
+            if labels.dims() != [trials] {
+                return Err(bad(format!(
+                    "has shape {:?}, expected [{trials}] (one number per trial of `input`)",
+                    labels.dims()
+                )));
+            }
+            let values: Vec<f64> = labels
+                .to_dtype(DType::F64)
+                .and_then(|l| l.to_vec1())
+                .map_err(mrnn_runtime::Error::from)?;
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(bad(format!("holds {v}, expected finite numbers")));
+            }
+            return Ok(values
+                .iter()
+                .map(|&v| {
+                    if v.fract() == 0.0 && v.abs() < 1e15 {
+                        format!("condition {}", v as i64)
+                    } else {
+                        format!("condition {v}")
+                    }
+                })
+                .collect());
+        }
+    }
+    let values: Vec<Vec<Vec<f32>>> = input
+        .to_dtype(DType::F32)
+        .and_then(|u| u.to_device(&Device::Cpu))
+        .and_then(|u| u.to_vec3())
+        .map_err(mrnn_runtime::Error::from)?;
+    let bits = |trial: &Vec<Vec<f32>>| -> Vec<u32> {
+        trial.iter().flatten().map(|v| v.to_bits()).collect()
+    };
+    let mut patterns: Vec<Vec<u32>> = Vec::new();
+    let mut ids = Vec::with_capacity(trials);
+    for trial in &values {
+        let b = bits(trial);
+        let id = patterns.iter().position(|p| *p == b).unwrap_or_else(|| {
+            patterns.push(b);
+            patterns.len() - 1
+        });
+        ids.push(id);
+    }
+    if patterns.len() <= 1 {
+        return Ok(Vec::new());
+    }
+    if patterns.len() <= 10 {
+        return Ok(ids.iter().map(|k| format!("input pattern {}", k + 1)).collect());
+    }
+    let firsts: Vec<String> = values.iter().map(|trial| first_input(net, trial)).collect();
+    let mut distinct: Vec<&String> = Vec::new();
+    for f in &firsts {
+        if !distinct.contains(&f) {
+            distinct.push(f);
+        }
+    }
+    if distinct.len() <= 10 {
+        return Ok(firsts);
+    }
+    // Every trial its own condition: at least each trajectory can be followed by its color.
+    Ok((1..=trials).map(|k| format!("trial {k}")).collect())
+}
+
+/// The first input of a trial (`[T, I]`): the sign of each channel at its first step with any
+/// input, by input region (`first input: inp[0]+ inp[2]-`, or for regions of many channels a
+/// sign per channel, `first input: iti +0-+...`); `no input` when it has none.
+fn first_input(net: &Network, trial: &[Vec<f32>]) -> String {
+    let Some(step) = trial.iter().find(|step| step.iter().any(|&v| v != 0.0)) else {
+        return "no input".to_owned();
+    };
+    let sign = |v: f32| {
+        if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "+"
+        } else if v < 0.0 {
+            "-"
+        } else {
+            "0"
+        }
+    };
+    let mut parts = Vec::new();
+    for region in net.architecture().inputs() {
+        let Some(channels) = step.get(region.range()) else {
+            continue;
+        };
+        let active: Vec<usize> = (0..channels.len()).filter(|&c| channels[c] != 0.0).collect();
+        if active.is_empty() {
+            continue;
+        }
+        if region.units == 1 {
+            parts.push(format!("{}{}", region.name, sign(channels[0])));
+        } else if active.len() <= 4 {
+            parts.extend(
+                active.iter().map(|&c| format!("{}[{c}]{}", region.name, sign(channels[c]))),
+            );
+        } else {
+            let signs: String = channels.iter().map(|&v| sign(v)).collect();
+            parts.push(format!("{} {signs}", region.name));
+        }
+    }
+    format!("first input: {}", parts.join(" "))
 }
 
 fn currents(args: &CommonArgs) -> Result<(), Failure> {
@@ -708,6 +854,29 @@ fn currents(args: &CommonArgs) -> Result<(), Failure> {
         &sources,
         &cells(&currents.mean_abs),
         "mean |current|",
+    )?;
+    // Time courses: the currents' layout is the network's, time in dimension 1 when batch first.
+    let settings = net.architecture().settings();
+    let time_dim = usize::from(settings.batch_first);
+    let name = net.architecture().name();
+    let trials = setup.input.dim(1 - time_dim).map_err(mrnn_runtime::Error::from)?;
+    let trials = if trials == 1 { "1 trial".to_owned() } else { format!("{trials} trials") };
+    plot::current_grid_figure(
+        &out.join("currents_over_time.png"),
+        &format!("{name}: current into each region (row) from each source (column), {trials}"),
+        &plot::current_grid(&currents, time_dim)?,
+        &[],
+        "step",
+    )?;
+    let rates = net.forward(&setup.input, &setup.forward_options())?.h;
+    let mut activity = plot::region_activity(net.architecture(), &rates, 3)?;
+    activity.retain(|r| currents.targets.contains(&r.name));
+    plot::activity_figure(
+        &out.join("activity.png"),
+        &format!("{name}: rates of each region over time, {trials}"),
+        &activity,
+        &[],
+        "step",
     )?;
     for ((t, row), linked) in currents.targets.iter().zip(&currents.mean).zip(&currents.connected) {
         let parts: Vec<String> = currents
