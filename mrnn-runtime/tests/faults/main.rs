@@ -4,3 +4,4 @@
 //! hang, or a damaged file.
 
 mod harness;
+mod nan;

@@ -1,29 +1,43 @@
 //! `mrnn simulate`: runs a network from a JSON config and a weights file (an mRNNTorch `.pth` or
 //! `.safetensors` state dict, or an mrnn checkpoint) on inputs read from a safetensors file, and
 //! writes the trajectory (and a readout's output) to another.
+//!
+//! Non-finite values are refused before anything runs: a NaN or an infinity in `input`, `x0`,
+//! `h0` or `stim`, in the network's weights or in the readout is an error (exit 1) naming the
+//! tensor, the first bad index and the number of bad values; a simulation of a NaN would only
+//! hand back NaN. Finite inputs whose dynamics overflow still write their trajectory (those are
+//! the network's numbers), with a warning that counts the non-finite values and names the first.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use mrnn_runtime::{Error, Forward, Readout, StateDict, Tensor};
+use mrnn_runtime::network::non_finite;
+use mrnn_runtime::{Error, Forward, Network, Readout, StateDict, Tensor};
 
 use crate::Failure;
 use crate::network_args::NetworkArgs;
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Tensors are in the network's layout: [B, T, ..] batch first (the config's default), [T, B, ..] \
+with --batch-first false. A NaN or an infinity in input, x0, h0, stim, the network's weights \
+or the readout is refused (exit 1), naming the tensor and the first bad index. Finite inputs \
+whose dynamics overflow are simulated, with a warning naming the first non-finite value.")]
 pub(crate) struct SimulateArgs {
     #[command(flatten)]
     network: NetworkArgs,
     /// Also apply the linear readout stored under this prefix (`out_layer.` for
-    /// `out_layer.weight`/`out_layer.bias`) and write its `output`.
+    /// `out_layer.weight`/`out_layer.bias`) and write its `output`. Must be finite.
     #[arg(long)]
     readout: Option<String>,
-    /// Safetensors file with `input` ([B, T, I] batch first) and optionally `x0`, `h0` ([B, H])
-    /// and `stim` (the input's layout with H features).
+    /// Safetensors file with `input` ([B, T, I] batch first, [T, B, I] time first) and
+    /// optionally `x0`, `h0` ([B, H]) and `stim` (the input's layout with H features). All must
+    /// be finite.
     #[arg(long)]
     input: PathBuf,
-    /// Safetensors file to write: `x` (leaky), `h`, and `output` with `--readout`.
+    /// Safetensors file to write: `x` (leaky), `h`, and `output` with `--readout`, in the
+    /// input's layout.
     #[arg(long)]
     output: PathBuf,
     /// Add noise (the config's levels) drawn with this seed.
@@ -33,19 +47,26 @@ pub(crate) struct SimulateArgs {
 
 pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
     let (device, network, weights) = args.network.load()?;
+    let batch_first = network.architecture().settings().batch_first;
+    // The sequences' axes, in words, for messages.
+    let (layout, axes) =
+        if batch_first { ("batch first", "[B, T, ..]") } else { ("time first", "[T, B, ..]") };
+    expect_finite_weights(args, &network)?;
     let readout = args
         .readout
         .as_deref()
         .map(|prefix| Readout::from_state_dict(&weights, prefix, &device))
         .transpose()?;
     let inputs = StateDict::read(&args.input)?;
+    let input_file = args.input.display();
     let input = inputs.get("input").ok_or_else(|| {
+        let dims = if batch_first { "[B, T, I]" } else { "[T, B, I]" };
         Failure::Invalid(format!(
-            "error: `{}` has no tensor `input` ([B, T, I]); it has: {}",
-            args.input.display(),
+            "error: `{input_file}` has no tensor `input` ({dims}, {layout}); it has: {}",
             list(inputs.keys())
         ))
     })?;
+    expect_finite_inputs(args, &inputs, batch_first)?;
     let on_device = |t: &Tensor| t.to_device(&device).map_err(|e| Failure::from(Error::from(e)));
     let mut options = Forward::default();
     if let Some(x0) = inputs.get("x0") {
@@ -64,12 +85,13 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         inputs.keys().filter(|k| !matches!(*k, "input" | "x0" | "h0" | "stim")).collect();
     if !unknown.is_empty() {
         eprintln!(
-            "warning: ignoring tensors {} in `{}` (expected input, x0, h0, stim)",
+            "warning: ignoring tensors {} in `{input_file}` (expected input, x0, h0, stim)",
             list(unknown.into_iter()),
-            args.input.display()
         );
     }
     let trajectory = network.forward(&on_device(input)?, &options)?;
+    // The step axis: the second of a batch-first sequence, the first of a time-first one.
+    let steps = trajectory.h.dims().get(usize::from(batch_first)).copied().unwrap_or(0);
     let mut out: HashMap<String, Tensor> = HashMap::new();
     if let Some(x) = &trajectory.x {
         out.insert("x".to_owned(), x.clone());
@@ -78,16 +100,71 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         out.insert("output".to_owned(), readout.forward(&trajectory.h)?);
     }
     out.insert("h".to_owned(), trajectory.h);
+    let mut names: Vec<&String> = out.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(bad) = non_finite(&out[name])? {
+            eprintln!(
+                "warning: the simulated `{name}` holds {bad} ({axes} {layout}): the dynamics \
+                 overflowed from finite inputs and weights"
+            );
+        }
+    }
     let tensors: Vec<(String, Tensor)> = out.into_iter().collect();
     let bytes = safetensors::serialize(tensors, None)
         .map_err(|e| Failure::Invalid(format!("error: cannot serialize the output: {e}")))?;
     mrnn_runtime::checkpoint::write_atomic(&args.output, &bytes)?;
+    let batch = input.dims().get(usize::from(!batch_first)).copied().unwrap_or(0);
     eprintln!(
-        "simulated {} for {} steps; wrote {}",
+        "simulated {} for {steps} steps ({batch} trials, {layout}); wrote {}",
         network.architecture(),
-        input.dims().get(1).copied().unwrap_or(0),
         args.output.display()
     );
+    Ok(())
+}
+
+/// Refuses a network whose weights or tonic inputs hold a NaN or an infinity.
+fn expect_finite_weights(args: &SimulateArgs, network: &Network) -> Result<(), Failure> {
+    let (config, weights_file) = (args.network.config.display(), args.network.weights.display());
+    let bias_source = format!("the base_firing of `{config}` or `{weights_file}`");
+    for (name, t, source) in [
+        ("W_rec", network.w_rec().as_tensor().clone(), format!("`{weights_file}`")),
+        ("W_inp", network.w_inp().as_tensor().clone(), format!("`{weights_file}`")),
+        ("base_firing", network.bias()?, bias_source),
+    ] {
+        if let Some(bad) = non_finite(&t)? {
+            return Err(Failure::Invalid(format!(
+                "error: the network's `{name}` (from {source}) holds {bad}; weights must be \
+                 finite"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses inputs, initial states and stimuli that hold a NaN or an infinity, naming the first.
+fn expect_finite_inputs(
+    args: &SimulateArgs,
+    inputs: &StateDict,
+    batch_first: bool,
+) -> Result<(), Failure> {
+    // What each tensor's axes are, for the index of a bad value.
+    let shapes = [
+        ("input", if batch_first { "[B, T, I], batch first" } else { "[T, B, I], time first" }),
+        ("x0", "[B, H]"),
+        ("h0", "[B, H]"),
+        ("stim", if batch_first { "[B, T, H], batch first" } else { "[T, B, H], time first" }),
+    ];
+    for (name, dims) in shapes {
+        if let Some(t) = inputs.get(name)
+            && let Some(bad) = non_finite(t)?
+        {
+            return Err(Failure::Invalid(format!(
+                "error: `{name}` in `{}` holds {bad} (index {dims}); inputs must be finite",
+                args.input.display()
+            )));
+        }
+    }
     Ok(())
 }
 
