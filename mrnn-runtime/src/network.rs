@@ -595,6 +595,12 @@ impl Network {
     /// Effective weights are computed once per call, the input projection of all steps is one
     /// product, and the time loop runs in the recurrence engine ([`crate::engine`]), whose own
     /// backward pass is linear in `T`.
+    ///
+    /// Values are not checked: a NaN or an infinity in the input, `x0`, `h0`, `stim` or the
+    /// weights propagates as IEEE arithmetic takes it (the same on every device and
+    /// instruction set, dense or by blocks) and comes back in the trajectory, never clamped
+    /// away. Check what should be finite with [`non_finite`] (`mrnn simulate` refuses
+    /// non-finite inputs, initial states, stimuli and weights).
     pub fn forward(&self, input: &Tensor, options: &Forward) -> Result<Trajectory> {
         let settings = *self.arch.settings();
         let (h, i) = (self.hidden_size(), self.input_size());
@@ -706,20 +712,34 @@ impl Network {
     ) -> Result<Trajectory> {
         let step_dim = usize::from(settings.batch_first);
         if let Dynamics::Leaky { .. } = settings.dynamics {
-            // The engine starts from h_0 = phi(x_0); a different h_0 only changes the recurrent
-            // input of the first step, W (h_0 - phi(x_0)), which joins that step's drive.
+            let alpha = settings.dynamics.alpha();
+            // The engine starts from h_0 = phi(x_0); with another h_0 the first step runs here,
+            // x_1 = (1 - a) x_0 + a (W h_0 + d_0), and the engine goes on from x_1. (Folding
+            // W (h_0 - phi(x_0)) into d_0 instead gave the same numbers, but not the same NaN:
+            // one NaN in x_0 made all of x_1 NaN through W, where it is one unit's.)
             if h0_given {
                 let t = drive.dim(step_dim)?;
-                let correction =
-                    (h0 - activation::apply(settings.activation, x0)?)?.matmul(&w_rec_eff.t()?)?;
-                let first = drive
-                    .narrow(step_dim, 0, 1)?
-                    .broadcast_add(&correction.unsqueeze(step_dim)?)?;
-                drive = if t > 1 {
-                    Tensor::cat(&[&first, &drive.narrow(step_dim, 1, t - 1)?], step_dim)?
-                } else {
-                    first
+                let d0 = drive.narrow(step_dim, 0, 1)?.squeeze(step_dim)?;
+                let recurrent = h0.matmul(&w_rec_eff.t()?)?;
+                let x1 = ((x0 * (1.0 - alpha))? + ((recurrent + d0)? * alpha)?)?;
+                let h1 = activation::apply(settings.activation, &x1)?;
+                let (x1, h1) = (x1.unsqueeze(step_dim)?, h1.unsqueeze(step_dim)?);
+                if t == 1 {
+                    return Ok(Trajectory { x: recurrence.keeps_states().then_some(x1), h: h1 });
+                }
+                drive = drive.narrow(step_dim, 1, t - 1)?;
+                let rest = recurrence.run(
+                    w_rec_eff,
+                    &drive,
+                    &x1.squeeze(step_dim)?,
+                    settings.batch_first,
+                )?;
+                let x = match rest.x {
+                    Some(x) => Some(Tensor::cat(&[&x1, &x], step_dim)?),
+                    None => None,
                 };
+                let h = Tensor::cat(&[&h1, &rest.h], step_dim)?;
+                return Ok(Trajectory { x, h });
             }
             let out = recurrence.run(w_rec_eff, &drive, x0, settings.batch_first)?;
             Ok(Trajectory { x: out.x, h: out.h })
@@ -782,6 +802,51 @@ fn per_unit(
     let v: Vec<f32> =
         arch.regions().iter().flat_map(|r| std::iter::repeat_n(value(r) as f32, r.units)).collect();
     Ok(Tensor::from_vec(v, arch.hidden_size(), device)?)
+}
+
+/// Where a tensor holds NaN or infinities: how many, and the first (in row-major order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    /// The multi-index of the first non-finite element.
+    pub index: Vec<usize>,
+    /// Its value: NaN, inf or -inf.
+    pub value: f32,
+    /// How many elements are not finite.
+    pub count: usize,
+}
+
+impl fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} non-finite value{plural}, the first {} at index {:?}",
+            self.count, self.value, self.index
+        )
+    }
+}
+
+/// The non-finite elements of `t` (any float dtype, any device), or `None` when every element
+/// is finite: for checks of inputs, since [`Network::forward`] propagates NaN as it is given.
+///
+/// ```
+/// use mrnn_runtime::{Device, Tensor, network::non_finite};
+/// let t = Tensor::new(&[[0f32, 1.0], [f32::NAN, f32::INFINITY]], &Device::Cpu)?;
+/// let bad = non_finite(&t)?.expect("two are not finite");
+/// assert_eq!((bad.index, bad.count), (vec![1, 0], 2));
+/// # Ok::<(), mrnn_runtime::Error>(())
+/// ```
+pub fn non_finite(t: &Tensor) -> Result<Option<NonFinite>> {
+    let values = t.to_dtype(DTYPE)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+    let Some((first, &value)) = bad.next() else { return Ok(None) };
+    let mut index = vec![0; t.rank()];
+    let mut rest = first;
+    for (i, &d) in index.iter_mut().zip(t.dims()).rev() {
+        *i = rest % d.max(1);
+        rest /= d.max(1);
+    }
+    Ok(Some(NonFinite { index, value, count: 1 + bad.count() }))
 }
 
 pub(crate) fn shape_error(what: &str, t: &Tensor, expected: String) -> Error {

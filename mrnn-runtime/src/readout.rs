@@ -56,7 +56,9 @@ impl Readout {
     }
 
     /// Reads `{prefix}weight` and `{prefix}bias` (`prefix` such as `out_layer.`) from a
-    /// state dict onto `device`.
+    /// state dict onto `device`. A NaN or an infinity in either is refused
+    /// ([`Error::Checkpoint`], naming the tensor and the first bad index): every output would
+    /// carry it.
     pub fn from_state_dict(sd: &StateDict, prefix: &str, device: &Device) -> Result<Readout> {
         let key = format!("{prefix}weight");
         let weight = sd.get(&key).ok_or_else(|| Error::Checkpoint {
@@ -67,7 +69,18 @@ impl Readout {
             ),
         })?;
         let o = weight.dims().first().copied().unwrap_or(0);
-        let bias = sd.require(&format!("{prefix}bias"), &[o])?;
+        let bias_key = format!("{prefix}bias");
+        let bias = sd.require(&bias_key, &[o])?;
+        for (key, t) in [(&key, weight), (&bias_key, &bias)] {
+            if let Some(bad) = crate::network::non_finite(t)? {
+                return Err(Error::Checkpoint {
+                    path: sd.source().to_owned(),
+                    message: format!(
+                        "readout tensor `{key}` holds {bad}; a readout must be finite"
+                    ),
+                });
+            }
+        }
         Readout::from_tensors(&weight.to_device(device)?, &bias.to_device(device)?)
     }
 
@@ -106,5 +119,40 @@ impl Readout {
         let flat = h.to_dtype(DType::F32)?.flatten_to(D::Minus2)?;
         let y = flat.matmul(&self.weight.as_tensor().t()?)?.broadcast_add(self.bias.as_tensor())?;
         Ok(y.reshape(out_dims)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A readout read from a state dict must be finite: a NaN or infinite weight or bias is
+    /// refused with the key, the index and the value, not loaded into every output.
+    #[test]
+    fn non_finite_parameters_are_refused_when_loaded() {
+        let dev = Device::Cpu;
+        let weight = |v: f32| Tensor::new(&[[0.5f32, -0.25, v], [0.0, 1.0, 2.0]], &dev).unwrap();
+        let bias = |v: f32| Tensor::new(&[0.1f32, v], &dev).unwrap();
+        let sd = |w: Tensor, b: Tensor| {
+            StateDict::from_tensors(
+                "r.pth",
+                [("out.weight".to_owned(), w), ("out.bias".to_owned(), b)],
+            )
+        };
+        assert!(Readout::from_state_dict(&sd(weight(1.0), bias(0.2)), "out.", &dev).is_ok());
+        let cases = [
+            (
+                sd(weight(f32::NAN), bias(0.2)),
+                "`out.weight` holds 1 non-finite value, the first NaN at index [0, 2]",
+            ),
+            (
+                sd(weight(1.0), bias(f32::NEG_INFINITY)),
+                "`out.bias` holds 1 non-finite value, the first -inf at index [1]",
+            ),
+        ];
+        for (sd, expected) in cases {
+            let err = Readout::from_state_dict(&sd, "out.", &dev).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains("r.pth"), "{err}");
+        }
     }
 }

@@ -286,7 +286,7 @@ impl StepMap {
 /// `x > 0` for relu, so `relu'(0) = 0`).
 pub fn slope(activation: Activation, x: &Tensor) -> Result<Tensor> {
     Ok(match activation {
-        Activation::Relu => x.gt(0.0)?.to_dtype(x.dtype())?,
+        Activation::Relu => crate::activation::relu_slope(x)?,
         Activation::Tanh => x.tanh()?.sqr()?.affine(-1.0, 1.0)?,
         Activation::Sigmoid => {
             let s = candle_nn::ops::sigmoid(x)?;

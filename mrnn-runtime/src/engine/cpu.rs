@@ -10,6 +10,10 @@
 //!
 //! With a block structure ([`Block`]: one per connection, chosen by the compiler when few region
 //! pairs are connected) every product runs over the connected blocks only: the others are zero.
+//! The results are still those of the dense product, NaN included: a matrix with anything but
+//! zeros outside its blocks (a NaN weight times a mask of 0 is NaN) is multiplied whole
+//! ([`Matrix::new`]), and the terms `0 * v_j` that the blocks skip, which IEEE arithmetic makes
+//! NaN for a NaN or infinite `v_j`, make the outputs they reach NaN ([`Coverage`]).
 //!
 //! Layouts: every matrix is row-major; `w` is `[H, H]` (destination rows); sequences are
 //! `[T, B, H]` or `[B, T, H]` (the caller's layout, so that no transpose is ever copied). The
@@ -28,7 +32,10 @@ use std::ops::Range;
 
 use mrnn_ir::Activation;
 
-use super::fast_math::{AdjointTerms, adjoint_step, apply, blend, mul_slope};
+use super::fast_math::{
+    AdjointTerms, adjoint_step, all_finite, all_zero, apply, blend, mark_non_finite, mul_slope,
+    rows_finite,
+};
 use super::gemm::{
     InPlace, Operand, Packed, PackedLhs, StepFinish, add_outer_products, fuses_steps,
     matmul_in_place, matmul_packed, matmul_step,
@@ -224,6 +231,146 @@ pub(super) struct Matrix<'a> {
     pub(super) ld: usize,
 }
 
+impl<'a> Matrix<'a> {
+    /// The matrix `w` (`[H, H]`, rows `ld` apart), multiplied by `blocks` unless a NaN or an
+    /// infinity lies outside them (a NaN raw weight times a mask of 0 is NaN), which the dense
+    /// product counts: then whole. A finite matrix is taken at its word (zero outside the
+    /// blocks: [`super::Recurrence::with_blocks`]) after one vectorized pass over it; one with
+    /// a non-finite weight is checked entry by entry outside the blocks.
+    pub(super) fn new(w: &'a [f32], blocks: Option<&'a [Block]>, hidden: usize, ld: usize) -> Self {
+        let blocks = blocks.filter(|blocks| {
+            if all_finite(&w[..hidden * ld]) {
+                return true;
+            }
+            let coverage = Coverage::new(hidden, blocks.iter().map(|b| (&b.rows, &b.cols)));
+            coverage.segments.iter().all(|(rows, cols)| {
+                rows.clone().all(|i| {
+                    let row = &w[i * ld..i * ld + hidden];
+                    coverage.gaps(cols).all(|gap| all_zero(&row[gap]))
+                })
+            })
+        });
+        Matrix { w, blocks, hidden, ld }
+    }
+}
+
+/// Which entries of an `[n, n]` matrix a set of blocks covers: the rows cut into segments at
+/// every block's row boundaries, each with the merged column ranges of the blocks over it. For
+/// the terms a block product skips (outside the blocks): the dense product's `0 * v_j` there is
+/// NaN for a NaN or infinite `v_j`.
+#[derive(Debug)]
+struct Coverage {
+    /// (rows, sorted disjoint columns covered in those rows).
+    segments: Vec<(Range<usize>, Vec<Range<usize>>)>,
+    n: usize,
+}
+
+impl Coverage {
+    /// The coverage of blocks given as (rows, columns).
+    fn new<'b>(
+        n: usize,
+        blocks: impl Iterator<Item = (&'b Range<usize>, &'b Range<usize>)>,
+    ) -> Self {
+        let blocks: Vec<_> = blocks.collect();
+        let mut cuts: Vec<usize> = blocks.iter().flat_map(|(r, _)| [r.start, r.end]).collect();
+        cuts.extend([0, n]);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let segments = cuts
+            .windows(2)
+            .map(|w| w[0]..w[1])
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| {
+                let mut cols: Vec<Range<usize>> = blocks
+                    .iter()
+                    .filter(|(r, c)| r.start <= rows.start && rows.end <= r.end && !c.is_empty())
+                    .map(|(_, c)| (*c).clone())
+                    .collect();
+                cols.sort_unstable_by_key(|c| c.start);
+                let mut merged: Vec<Range<usize>> = Vec::with_capacity(cols.len());
+                for c in cols {
+                    match merged.last_mut() {
+                        Some(last) if c.start <= last.end => last.end = last.end.max(c.end),
+                        _ => merged.push(c),
+                    }
+                }
+                (rows, merged)
+            })
+            .collect();
+        Coverage { segments, n }
+    }
+
+    /// The column ranges of `0..n` outside `covered` (sorted, disjoint).
+    fn gaps<'c>(&self, covered: &'c [Range<usize>]) -> impl Iterator<Item = Range<usize>> + 'c {
+        let n = self.n;
+        let starts = std::iter::once(0).chain(covered.iter().map(|c| c.end));
+        let ends = covered.iter().map(|c| c.start).chain(std::iter::once(n));
+        starts.zip(ends).filter(|(a, b)| a < b).map(|(a, b)| a..b)
+    }
+
+    /// After a block product `out = M v` (rows of `out` `ld` apart, of `v` as it says), sets to
+    /// NaN the outputs that the dense product would have made NaN: those of a row whose input
+    /// has a NaN or infinity in a column the output's blocks do not cover (`0 * inf` and
+    /// `0 * NaN` are NaN). One pass over `v` to find the rows with one (rare), more only there.
+    ///
+    /// # Safety
+    /// `v` valid for reads of its rows, `out` for writes of as many rows of `n` floats `ld`
+    /// apart, the two not overlapping.
+    unsafe fn poison(&self, out: *mut f32, ld: usize, v: InPlace) {
+        let n = self.n;
+        // SAFETY: the caller's rows.
+        if unsafe { rows_finite(v.ptr, v.m, v.rs, n) } {
+            return;
+        }
+        let mut bad = Vec::new();
+        let mut before = Vec::new();
+        for r in 0..v.m {
+            // SAFETY: row `r` of `v` holds `n` floats (the caller).
+            let row = unsafe { std::slice::from_raw_parts(v.ptr.add(r * v.rs), n) };
+            if all_finite(row) {
+                continue;
+            }
+            bad.clear();
+            bad.resize(n, false);
+            mark_non_finite(row, 1, n, n, &mut bad);
+            // before[j]: bad columns before j.
+            before.clear();
+            before.push(0usize);
+            for &b in &bad {
+                before.push(before[before.len() - 1] + usize::from(b));
+            }
+            let total = before[n];
+            for (outputs, covered) in &self.segments {
+                let inside: usize = covered.iter().map(|c| before[c.end] - before[c.start]).sum();
+                if inside < total {
+                    // SAFETY: row `r` of `out` holds `n` writable floats (the caller).
+                    let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * ld), n) };
+                    row[outputs.clone()].fill(f32::NAN);
+                }
+            }
+        }
+    }
+
+    /// Sets to NaN the entries of `grad` (`[n, n]`) outside the blocks whose row is marked in
+    /// `bad_rows` or column in `bad_cols`: what the dense weight gradient `sum a^T p` holds there
+    /// when a factor of one of its terms was NaN or infinite (for the mask's 0 to make NaN).
+    fn poison_outside(&self, grad: &mut [f32], bad_rows: &[bool], bad_cols: &[bool]) {
+        let n = self.n;
+        for (rows, covered) in &self.segments {
+            for i in rows.clone() {
+                let row = &mut grad[i * n..(i + 1) * n];
+                for gap in self.gaps(covered) {
+                    for j in gap {
+                        if bad_rows[i] || bad_cols[j] {
+                            row[j] = f32::NAN;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Matrix<'_> {
     /// `W^T` packed for `out[b, i] (+)= scale * sum_j h[b, j] W[i, j]`, the forward's product.
     fn transposed(&self) -> StepProduct {
@@ -243,7 +390,7 @@ impl Matrix<'_> {
                 })
                 .collect(),
         };
-        StepProduct { parts, dense: self.blocks.is_none(), hidden: n }
+        StepProduct::new(parts, n)
     }
 
     /// `W` packed for `out[b, j] (+)= scale * sum_i a[b, i] W[i, j]`, the backward's product.
@@ -264,7 +411,7 @@ impl Matrix<'_> {
                 })
                 .collect(),
         };
-        StepProduct { parts, dense: self.blocks.is_none(), hidden: n }
+        StepProduct::new(parts, n)
     }
 
     /// `grad[i, j] += sum_r a[r, i] p[r, j]` over the rows of `a` and `p` (`[rows, H]` each,
@@ -362,6 +509,8 @@ struct StepProduct {
     /// One part covering the whole matrix.
     dense: bool,
     hidden: usize,
+    /// By parts: which inputs each output's parts cover (outputs as rows), for NaN.
+    coverage: Option<Coverage>,
 }
 
 /// One block of a [`StepProduct`]: `out[:, output..] += v[:, input..] rhs`.
@@ -378,6 +527,22 @@ impl Part {
 }
 
 impl StepProduct {
+    /// The product by `parts`: dense when there is one part from 0 covering the whole matrix.
+    fn new(parts: Vec<Part>, hidden: usize) -> Self {
+        let dense = matches!(
+            &parts[..],
+            [p] if p.input == 0 && p.output == 0 && p.rhs.rows() == hidden && p.rhs.cols() == hidden
+        );
+        let coverage = (!dense).then(|| {
+            let ranges: Vec<(Range<usize>, Range<usize>)> = parts
+                .iter()
+                .map(|p| (p.output..p.output + p.rhs.cols(), p.input..p.input + p.rhs.rows()))
+                .collect();
+            Coverage::new(hidden, ranges.iter().map(|(o, i)| (o, i)))
+        });
+        StepProduct { parts, dense, hidden, coverage }
+    }
+
     /// The projection of `drive` when [`StepProduct::step`] runs for it: a projection in the
     /// loop, a dense product and a kernel that fuses steps.
     fn fused<'d>(&self, drive: Drive<'d>) -> Option<&'d Input<'d>> {
@@ -414,7 +579,8 @@ impl StepProduct {
     }
 
     /// `out (+)= scale * v M` for the rows of `v` (read in place), into rows of `out` `ld`
-    /// apart.
+    /// apart. By blocks, `v` is looked over for NaN and infinities (see [`Coverage`]) unless
+    /// `v_finite` says it holds none.
     ///
     /// # Safety
     /// `v` valid for reads of its rows (`k` = H floats each), `out` for writes of as many rows
@@ -429,6 +595,7 @@ impl StepProduct {
         accumulate: bool,
         scale: f32,
         parallel: bool,
+        v_finite: bool,
     ) {
         let n = self.hidden;
         assert_eq!(v.k, n, "step product by rows of another width");
@@ -454,6 +621,12 @@ impl StepProduct {
                     parallel,
                 );
             }
+        }
+        if let Some(coverage) = &self.coverage
+            && !v_finite
+        {
+            // SAFETY: the caller's rows.
+            unsafe { coverage.poison(out, ld, v) };
         }
     }
 }
@@ -662,7 +835,7 @@ impl Loop<'_> {
             // SAFETY: the rows of these trials, in bounds (checked by `at`); rates and
             // states are two buffers.
             unsafe {
-                self.product.apply(out, x_at(t).stride, v, true, alpha, self.parallel);
+                self.product.apply(out, x_at(t).stride, v, true, alpha, self.parallel, false);
             };
             each_row(nb, h, [x_at(t), step(t)], |[x, r], len| {
                 // SAFETY: as above; two buffers.
@@ -717,12 +890,28 @@ impl Loop<'_> {
                 }
             }
             // SAFETY: `z` is this loop's own; `v` rows of these trials (the caller).
-            unsafe { self.product.apply(z.as_mut_ptr(), h, v, true, 1.0, self.parallel) };
+            unsafe { self.product.apply(z.as_mut_ptr(), h, v, true, 1.0, self.parallel, false) };
             each_row(nb, h, [Span::contiguous(0, h), step(t)], |[c, x], len| {
                 // SAFETY: as above.
                 unsafe { apply(self.activation, &z[c..c + len], states.slice_mut(x, len)) };
             });
         }
+    }
+
+    /// Whether the rows of these trials in the sequence `seq`, at every step, are all finite.
+    fn trials_finite(&self, seq: &[f32]) -> bool {
+        let (h, d) = (self.d.hidden, self.d);
+        // Rows of one trial, one step apart: consecutive when batch first.
+        let step_stride = if d.batch_first { h } else { d.batch * h };
+        d.steps == 0
+            || self.trials.clone().all(|trial| {
+                let start = d.row(0, trial);
+                let end = start + (d.steps - 1) * step_stride + h;
+                let rows = &seq[start..end];
+                // SAFETY: the trial's rows lie in `rows` (its last row ends at `end`), a
+                // borrowed slice.
+                unsafe { rows_finite(rows.as_ptr(), d.steps, step_stride, h) }
+            })
     }
 
     /// The reverse loop: writes `dL/dd_t` into `adjoint` and `dL/dinit` into `grad_init`, and
@@ -748,6 +937,11 @@ impl Loop<'_> {
         // dL/dW = sum_t adjoint_t^T h_{t-1}: the pair of step t + 1 joins at step t, when the
         // rates h_t it needs are read anyway (for phi'); step 0's pairs with h_0 at the end.
         let mut outer = OuterProducts::new(w, nb, self.parallel);
+        // By blocks, NaN and infinities are looked for (see `Coverage`): in these trials' rates
+        // once for the run, in the adjoints once per step (for the product and the gradient).
+        let blocked = w.blocks.is_some();
+        let rates_finite = !blocked || self.trials_finite(b.rates);
+        let finite = |a: &[f32]| !blocked || all_finite(a);
         let (alpha, leaky) = match update {
             Update::Leaky { alpha } => (alpha as f32, true),
             Update::Elman => (1.0, false),
@@ -762,11 +956,13 @@ impl Loop<'_> {
         // Elman: a_t = dL/dz_{t+1} = phi'(z_{t+1}) (g_t + a_{t+1} W), dL/dd_t = a_t.
         for t in (0..self.d.steps).rev() {
             let last = t + 1 == self.d.steps;
+            let next_finite = last || finite(&next);
             if !last {
                 // SAFETY: `cur` and `next` are this loop's own buffers.
                 unsafe {
                     let v = Span::of(&next, h);
-                    self.product.apply(cur.as_mut_ptr(), h, v, false, alpha, self.parallel);
+                    let (out, parallel) = (cur.as_mut_ptr(), self.parallel);
+                    self.product.apply(out, h, v, false, alpha, parallel, next_finite);
                 }
             }
             each_row(nb, h, [scratch, step(t)], |[c, s], len| {
@@ -796,20 +992,24 @@ impl Loop<'_> {
                 }
             }
             if !last {
-                outer.push(&next, b.rates, step(t));
+                outer.push(&next, b.rates, step(t), (next_finite, rates_finite));
             }
             std::mem::swap(&mut next, &mut cur);
         }
         // Now `next` is a_0.
         let out = grad_init.at(init_rows, nb);
         let v = Span::of(&next, h);
+        let next_finite = finite(&next);
         if leaky {
             let mut h0 = vec![0f32; nb * h];
             apply(self.activation, init, &mut h0);
-            outer.push(&next, &h0, scratch);
+            outer.push(&next, &h0, scratch, (next_finite, finite(&h0)));
             // dL/dx_0 = (1 - a) a_0 + a phi'(x_0) (a_0 W), with h_0 = phi(x_0).
             // SAFETY: `cur` is this loop's own.
-            unsafe { self.product.apply(cur.as_mut_ptr(), h, v, false, alpha, self.parallel) };
+            unsafe {
+                let (out, parallel) = (cur.as_mut_ptr(), self.parallel);
+                self.product.apply(out, h, v, false, alpha, parallel, next_finite);
+            };
             mul_slope(self.activation, &h0, &mut cur);
             // SAFETY: the rows of these trials (the caller's exclusive access).
             let g = unsafe { grad_init.slice_mut(init_rows.start, nb * h) };
@@ -817,10 +1017,10 @@ impl Loop<'_> {
                 *g = (1.0 - alpha) * a + v;
             }
         } else {
-            outer.push(&next, b.init, init_rows);
+            outer.push(&next, b.init, init_rows, (next_finite, finite(init)));
             // dL/dh_0 = a_0 W.
             // SAFETY: as above; `grad_init` and `next` are two buffers.
-            unsafe { self.product.apply(out, h, v, false, 1.0, self.parallel) };
+            unsafe { self.product.apply(out, h, v, false, 1.0, self.parallel, next_finite) };
         }
         // Leaky: the adjoints pushed are dL/dx; dL/dd_t = a dL/dx_{t+1}.
         Share {
@@ -844,6 +1044,9 @@ struct OuterProducts<'a> {
     lhs: PackedLhs,
     /// The products may split over the engine's threads (the trials were not split).
     parallel: bool,
+    /// By blocks: the columns of the adjoints and of the rates that held a NaN or infinity,
+    /// which make the dense gradient non-finite outside the blocks too (see [`Coverage`]).
+    bad: Option<(Vec<bool>, Vec<bool>)>,
 }
 
 impl<'a> OuterProducts<'a> {
@@ -866,13 +1069,23 @@ impl<'a> OuterProducts<'a> {
             rows,
             lhs: PackedLhs::default(),
             parallel,
+            bad: w.blocks.is_some().then(|| (vec![false; h], vec![false; h])),
         }
     }
 
-    /// Adds the pairs of the contiguous `adjoints` and the rows of `before` at `span`.
-    fn push(&mut self, adjoints: &[f32], before: &[f32], span: Span) {
+    /// Adds the pairs of the contiguous `adjoints` and the rows of `before` at `span`; `finite`
+    /// says whether each is known to hold no NaN or infinity (else they are looked over).
+    fn push(&mut self, adjoints: &[f32], before: &[f32], span: Span, finite: (bool, bool)) {
         let h = self.w.hidden;
         let rows = adjoints.len() / h.max(1);
+        if let Some((bad_a, bad_p)) = &mut self.bad {
+            if !finite.0 {
+                mark_non_finite(adjoints, rows, h, h, bad_a);
+            }
+            if rows > 0 && !finite.1 {
+                mark_non_finite(&before[span.start..], rows, span.stride, h, bad_p);
+            }
+        }
         if self.adjoints.is_empty() && rows >= self.rows {
             // A whole product's rows at once (many trials per thread): multiplied where they
             // lie, not copied together first.
@@ -906,6 +1119,12 @@ impl<'a> OuterProducts<'a> {
             for g in &mut self.grad {
                 *g *= scale;
             }
+        }
+        if let (Some((bad_a, bad_p)), Some(blocks)) = (&self.bad, self.w.blocks)
+            && (bad_a.contains(&true) || bad_p.contains(&true))
+        {
+            let coverage = Coverage::new(self.w.hidden, blocks.iter().map(|b| (&b.rows, &b.cols)));
+            coverage.poison_outside(&mut self.grad, bad_a, bad_p);
         }
         self.grad
     }

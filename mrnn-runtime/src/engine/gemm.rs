@@ -1321,58 +1321,158 @@ mod tests {
         let shapes =
             [(1, 1, 1, 1), (5, 30, 30, 3), (13, 33, 33, 5), (25, 70, 64, 1), (64, 256, 256, 3)];
         for activation in Activation::ALL {
-            for (m, n, k, k_in) in shapes {
+            for shape in shapes {
                 for leaky in [false, true] {
-                    let (rs, u_rs, ld) = (k + 3, k_in + 2, n + 5);
-                    let (a, u, w) = (values(m * rs, 21), values(m * u_rs, 22), values(k * n, 23));
-                    let (w_in, bias, prev) =
-                        (values(k_in * n, 24), values(n, 25), values(m * ld, 26));
-                    let rhs = Packed::new(Operand::new(&w, n, 1), k, n);
-                    let rhs_in = Packed::new(Operand::new(&w_in, n, 1), k_in, n);
-                    let (scale, keep) = (0.3, 0.7);
-                    let (mut dst, mut rates) = (vec![f32::NAN; m * ld], vec![f32::NAN; m * ld]);
-                    let finish = StepFinish {
-                        prev: leaky.then_some((prev.as_ptr(), ld)),
-                        keep,
-                        bias: &bias,
-                        activation,
-                        rates: leaky.then_some((rates.as_mut_ptr(), ld)),
-                    };
-                    let lhs = InPlace { ptr: a.as_ptr(), rs, m, k };
-                    let inputs = (InPlace { ptr: u.as_ptr(), rs: u_rs, m, k: k_in }, &rhs_in);
-                    // SAFETY: every operand holds the rows and columns its strides say; five
-                    // buffers.
-                    unsafe {
-                        let out = dst.as_mut_ptr();
-                        matmul_step(out, ld, lhs, &rhs, inputs, scale, &finish, m >= 64);
+                    fused_step_against_parts(activation, shape, leaky, None);
+                }
+            }
+        }
+    }
+
+    /// A NaN or an infinity in any operand of a fused step (the rates one step back, the
+    /// inputs, `W`, `W_in`, the bias, the previous state), anywhere across the row blocks and
+    /// the two halves of a panel, comes out as the parts give it: NaN where they are NaN, for
+    /// every activation (the AVX-512 tanh's clamp once turned NaN into 1, relu's `max` into 0).
+    #[test]
+    fn fused_steps_propagate_nan_and_infinities() {
+        use mrnn_ir::Activation;
+        if !fuses_steps(1, 1) {
+            return; // The AVX-512 kernel only (callers check `fuses_steps`).
+        }
+        let (m, n, k, k_in) = (13, 40, 30, 3);
+        for activation in Activation::ALL {
+            for leaky in [false, true] {
+                for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    // (operand, index): a = 0, u = 1, w = 2, w_in = 3, bias = 4, prev = 5.
+                    let plants = [
+                        (0, 0),
+                        (0, 12 * (k + 3) + 29),
+                        (1, 7 * (k_in + 2) + 2),
+                        (2, 5 * n + 17),
+                        (2, 31),
+                        (3, 2 * n + 39),
+                        (4, 16),
+                        (5, 6 * (n + 5) + 33),
+                    ];
+                    for (operand, at) in plants {
+                        let plant = Some((operand, at, special));
+                        fused_step_against_parts(activation, (m, n, k, k_in), leaky, plant);
                     }
-                    let what = format!("{activation:?} {m}x{n}x{k}+{k_in} leaky={leaky}");
-                    for i in 0..m {
-                        for j in 0..ld {
-                            let (x_at, h_at) = (dst[i * ld + j], rates[i * ld + j]);
-                            if j >= n {
-                                assert!(
-                                    x_at.is_nan() && h_at.is_nan(),
-                                    "{what}: ({i}, {j}) written"
-                                );
-                                continue;
+                }
+            }
+        }
+    }
+
+    /// Runs one fused step on `(m, n, k, k_in)` operands (with `special` planted at index `at`
+    /// of operand `which`: `a`, `u`, `w`, `w_in`, `bias`, `prev`) and compares it with its parts.
+    fn fused_step_against_parts(
+        activation: mrnn_ir::Activation,
+        (m, n, k, k_in): (usize, usize, usize, usize),
+        leaky: bool,
+        plant: Option<(usize, usize, f32)>,
+    ) {
+        let (rs, u_rs, ld) = (k + 3, k_in + 2, n + 5);
+        let mut operands = [
+            values(m * rs, 21),
+            values(m * u_rs, 22),
+            values(k * n, 23),
+            values(k_in * n, 24),
+            values(n, 25),
+            values(m * ld, 26),
+        ];
+        if let Some((which, at, value)) = plant {
+            operands[which][at] = value;
+        }
+        let [a, u, w, w_in, bias, prev] = &operands;
+        let rhs = Packed::new(Operand::new(w, n, 1), k, n);
+        let rhs_in = Packed::new(Operand::new(w_in, n, 1), k_in, n);
+        let (scale, keep) = (0.3, 0.7);
+        let (mut dst, mut rates) = (vec![f32::NAN; m * ld], vec![f32::NAN; m * ld]);
+        let finish = StepFinish {
+            prev: leaky.then_some((prev.as_ptr(), ld)),
+            keep,
+            bias,
+            activation,
+            rates: leaky.then_some((rates.as_mut_ptr(), ld)),
+        };
+        let lhs = InPlace { ptr: a.as_ptr(), rs, m, k };
+        let inputs = (InPlace { ptr: u.as_ptr(), rs: u_rs, m, k: k_in }, &rhs_in);
+        // SAFETY: every operand holds the rows and columns its strides say; five buffers.
+        unsafe {
+            let out = dst.as_mut_ptr();
+            matmul_step(out, ld, lhs, &rhs, inputs, scale, &finish, m >= 64);
+        }
+        let what = format!("{activation:?} {m}x{n}x{k}+{k_in} leaky={leaky} planted {plant:?}");
+        for i in 0..m {
+            for j in 0..ld {
+                let (x_at, h_at) = (dst[i * ld + j], rates[i * ld + j]);
+                if j >= n {
+                    assert!(x_at.is_nan() && h_at.is_nan(), "{what}: ({i}, {j}) written");
+                    continue;
+                }
+                let dot: f32 = (0..k).map(|p| a[i * rs + p] * w[p * n + j]).sum::<f32>()
+                    + (0..k_in).map(|c| u[i * u_rs + c] * w_in[c * n + j]).sum::<f32>();
+                let kept = if leaky { keep * prev[i * ld + j] } else { 0.0 };
+                let x = kept + scale * (dot + bias[j]);
+                let h = super::super::fast_math::phi(activation, x);
+                let close = |got: f32, want: f32| {
+                    if want.is_finite() {
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0)
+                    } else {
+                        (got.is_nan() && want.is_nan()) || got.to_bits() == want.to_bits()
+                    }
+                };
+                if leaky {
+                    assert!(close(x_at, x), "{what}: x ({i}, {j}) {x_at} != {x}");
+                    assert!(close(h_at, h), "{what}: h ({i}, {j}) {h_at} != {h}");
+                } else {
+                    assert!(close(x_at, h), "{what}: h ({i}, {j}) {x_at} != {h}");
+                }
+            }
+        }
+    }
+
+    /// A NaN or an infinity in either operand of a product comes out where the triple loop puts
+    /// it, on every kernel (the `gemm` crate's and the AVX-512 one), accumulating or not.
+    #[test]
+    fn products_propagate_nan_and_infinities() {
+        let (m, n, k) = (15, 40, 33);
+        for kernel in kernels() {
+            for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for (in_lhs, at) in
+                    [(true, 0), (true, 14 * k + 32), (false, 5), (false, 20 * n + 39)]
+                {
+                    for accumulate in [false, true] {
+                        let (mut a, mut b) = (values(m * k, 1), values(k * n, 2));
+                        if in_lhs {
+                            a[at] = special;
+                        } else {
+                            b[at] = special;
+                        }
+                        let mut lhs = PackedLhs::default();
+                        lhs.pack_with(Operand::new(&a, k, 1), m, k, kernel);
+                        let rhs = Packed::with_kernel(Operand::new(&b, n, 1), k, n, kernel);
+                        let mut dst = values(m * n, 3);
+                        let mut want = dst.clone();
+                        matmul_packed_on(&mut dst, n, accumulate, &lhs, 0, &rhs, 0.5, 1);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let dot: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                                let e = &mut want[i * n + j];
+                                *e = if accumulate { *e } else { 0.0 } + 0.5 * dot;
                             }
-                            let dot: f32 = (0..k)
-                                .map(|p| a[i * rs + p] * w[p * n + j])
-                                .sum::<f32>()
-                                + (0..k_in).map(|c| u[i * u_rs + c] * w_in[c * n + j]).sum::<f32>();
-                            let kept = if leaky { keep * prev[i * ld + j] } else { 0.0 };
-                            let x = kept + scale * (dot + bias[j]);
-                            let h = super::super::fast_math::phi(activation, x);
-                            let close = |got: f32, want: f32| {
-                                (got - want).abs() <= 1e-4 * want.abs().max(1.0)
-                            };
-                            if leaky {
-                                assert!(close(x_at, x), "{what}: x ({i}, {j}) {x_at} != {x}");
-                                assert!(close(h_at, h), "{what}: h ({i}, {j}) {h_at} != {h}");
+                        }
+                        let what = format!(
+                            "{kernel:?} {special} in {} at {at}, accumulate={accumulate}",
+                            if in_lhs { "lhs" } else { "rhs" }
+                        );
+                        for (x, y) in dst.iter().zip(&want) {
+                            let same = if y.is_finite() {
+                                (x - y).abs() < 1e-4
                             } else {
-                                assert!(close(x_at, h), "{what}: h ({i}, {j}) {x_at} != {h}");
-                            }
+                                (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
+                            };
+                            assert!(same, "{what}: {x} != {y}");
                         }
                     }
                 }

@@ -24,6 +24,13 @@
 //! With few inputs the input projection can run inside the loop too
 //! ([`Recurrence::run_projected`]), so that the drive sequence and its gradient never exist.
 //! On other devices they run as candle ops, the same arithmetic.
+//!
+//! Arithmetic is IEEE on every path (host kernel on every instruction set, fused or not, dense
+//! or by blocks; candle ops): a NaN or an infinity in `W`, the drive or the initial state
+//! propagates where the plain loop puts it, forward and backward, and is never clamped away
+//! (`fast_math` says how the activations keep NaN; `cpu` how block products keep the NaN of
+//! the `0 * NaN` terms they skip). Nothing is checked here: callers that must refuse a NaN
+//! check their inputs (`mrnn simulate` does).
 
 mod cpu;
 pub mod fast_math;
@@ -118,11 +125,22 @@ impl Recurrence {
         self
     }
 
-    /// Multiplies by these blocks of `W` only: every entry outside them must be zero (the
-    /// network passes its connections when the compiler chose [`mrnn_ir::Product::Blocks`]).
-    /// Gradients with respect to `W` are then computed on the blocks only (zero elsewhere, where
-    /// the mask zeroes them anyway). Blocks apply to the host kernel; other devices multiply by
-    /// the whole matrix.
+    /// Whether [`Sequences::x`] comes back for leaky dynamics (see
+    /// [`Recurrence::without_states`]).
+    #[must_use]
+    pub fn keeps_states(&self) -> bool {
+        self.keep_states
+    }
+
+    /// Multiplies by these blocks of `W` only: every entry outside them should be zero (the
+    /// network passes its connections when the compiler chose [`mrnn_ir::Product::Blocks`]);
+    /// a run whose matrix holds anything else there (a NaN raw weight times a mask of 0 is NaN)
+    /// multiplies by the whole matrix. Gradients with respect to `W` are then computed on the
+    /// blocks only (zero elsewhere, where the mask zeroes them anyway; NaN where the dense
+    /// gradient would be NaN or infinite, which the mask's 0 would not zero). The results are
+    /// those of the dense product, NaN and infinities included: a NaN or infinite rate reaches
+    /// every unit through the dense product's `0 * NaN`, and does through the blocks too.
+    /// Blocks apply to the host kernel; other devices multiply by the whole matrix.
     #[must_use]
     pub fn with_blocks(mut self, blocks: Vec<Block>) -> Self {
         self.blocks = Some(blocks.into());
@@ -304,7 +322,7 @@ impl Recurrence {
         let dims = self.dims(shape)?;
         let hidden = dims.hidden;
         let ld = hidden + inputs.map_or(0, |i| i + 1);
-        let matrix = cpu::Matrix { w, blocks: self.blocks.as_deref(), hidden, ld };
+        let matrix = cpu::Matrix::new(w, self.blocks.as_deref(), hidden, ld);
         let input = inputs.map(|i| cpu::Input::new(drive, w, hidden, i));
         let drive = match &input {
             Some(input) => cpu::Drive::Projected(input),
@@ -351,7 +369,7 @@ impl Recurrence {
             };
             let ld = hidden + inputs.map_or(0, |i| i + 1);
             let blocks = self.blocks.as_deref();
-            let matrix = cpu::Matrix { w: w_host.values(), blocks, hidden, ld };
+            let matrix = cpu::Matrix::new(w_host.values(), blocks, hidden, ld);
             let args = cpu::Backward {
                 init: init_host.values(),
                 rates: rates.values(),
@@ -474,9 +492,10 @@ impl Recurrence {
 }
 
 /// `phi'(z)` from the outputs `h = phi(z)`: every activation's slope is a function of its value.
+/// NaN where `h` is NaN (but for the linear activation), as on the host kernel.
 fn slope_of_output(activation: Activation, h: &Tensor) -> Result<Tensor> {
     Ok(match activation {
-        Activation::Relu => h.gt(0f64)?.to_dtype(h.dtype())?,
+        Activation::Relu => activation::relu_slope(h)?,
         Activation::Tanh => (1.0 - h.sqr()?)?,
         Activation::Sigmoid => (h * (1.0 - h)?)?,
         // softplus' = sigmoid(z) = 1 - exp(-softplus(z)).
@@ -989,6 +1008,105 @@ mod tests {
                 for v in [&w, &d, &x0] {
                     let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                     assert!(max_diff(a, b) < 1e-5, "{dynamics:?} tensor_ops={tensor_ops}");
+                }
+            }
+        }
+    }
+
+    /// Asserts that `a` and `b` are the same IEEE results: NaN where the other is NaN, the same
+    /// infinity where it is infinite, finite values within `tol` (relative above 1).
+    pub(super) fn assert_same_values(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+            let same = if x.is_finite() && y.is_finite() {
+                (x - y).abs() <= tol * y.abs().max(1.0)
+            } else {
+                (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
+            };
+            assert!(same, "{what}: element {i} is {x}, expected {y}");
+        }
+    }
+
+    /// A NaN or infinity in the drive, the initial state or the matrix (inside the blocks, or
+    /// outside them, as a NaN raw weight times a mask of 0 is) gives what the plain loop gives:
+    /// on the host kernel, dense and by blocks, and on the tensor-op path, for every activation,
+    /// leaky and Elman; and the gradients of the three paths agree, NaN for NaN (the blocks skip
+    /// the `0 * NaN` terms of the dense product, and must not lose their NaN).
+    #[test]
+    fn nan_and_infinities_propagate_on_every_path() {
+        let dev = Device::Cpu;
+        let (t, b, h) = (5, 3, 7);
+        let blocks = vec![
+            Block { rows: 0..3, cols: 0..3 },
+            Block { rows: 3..7, cols: 0..3 },
+            Block { rows: 0..3, cols: 5..7 },
+            Block { rows: 5..7, cols: 3..5 },
+        ];
+        let mut mask = vec![0f32; h * h];
+        for blk in &blocks {
+            for i in blk.rows.clone() {
+                for j in blk.cols.clone() {
+                    mask[i * h + j] = 1.0;
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (h, h), &dev).unwrap();
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        // (what, tensor (0 drive, 1 init, 2 raw W), flat index, value).
+        let cases = [
+            ("NaN drive", 0, b * h + 4, nan),
+            ("inf drive", 0, (2 * b + 1) * h + 1, inf),
+            ("-inf drive", 0, 2 * h + 6, -inf),
+            ("NaN drive, unconnected unit", 0, (b + 1) * h + 3, nan),
+            ("NaN init", 1, h + 5, nan),
+            ("inf init", 1, 2, inf),
+            ("NaN weight in a block", 2, 1, nan),
+            ("NaN weight outside the blocks", 2, 4 * h + 6, nan),
+        ];
+        let base = [randn((t, b, h), 1.0), randn((b, h), 1.0), randn((h, h), 0.4)];
+        let weights = randn((t, b, h), 1.0);
+        for (case, which, at, value) in cases {
+            let mut planted = base.clone();
+            let mut values = planted[which].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            values[at] = value;
+            planted[which] = Tensor::from_vec(values, base[which].shape(), &dev).unwrap();
+            for activation in Activation::ALL {
+                for dynamics in [Dynamics::Leaky { dt: 1.0, tau: 4.0 }, Dynamics::Elman] {
+                    let what = format!("{case}: {activation:?} {dynamics:?}");
+                    let var = |t: &Tensor| Var::from_tensor(t).unwrap();
+                    let (d, x0, raw) = (var(&planted[0]), var(&planted[1]), var(&planted[2]));
+                    let w = raw.as_tensor().mul(&mask).unwrap();
+                    let plain = Recurrence::new(dynamics, activation);
+                    let reference = naive(&plain, &w.detach(), d.as_tensor(), x0.as_tensor());
+                    let mut paths = Vec::new();
+                    for (tensor_ops, by_blocks) in [(false, false), (false, true), (true, false)] {
+                        let mut rec = plain.clone();
+                        rec.tensor_ops = tensor_ops;
+                        if by_blocks {
+                            rec = rec.with_blocks(blocks.clone());
+                        }
+                        let what = format!("{what} tensor_ops={tensor_ops} blocks={by_blocks}");
+                        let out = rec.run(&w, d.as_tensor(), x0.as_tensor(), false).unwrap();
+                        assert_same_values(&out.h, &reference.1, 1e-4, &format!("{what}: h"));
+                        if let (Some(x), Some(want)) = (&out.x, &reference.0) {
+                            assert_same_values(x, want, 1e-4, &format!("{what}: x"));
+                        }
+                        let grads = out.h.mul(&weights).unwrap().sum_all().unwrap();
+                        let grads = grads.backward().unwrap();
+                        let g = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+                        paths.push((what, [g(&raw), g(&d), g(&x0)]));
+                    }
+                    let (first, want) = &paths[0];
+                    for (what, got) in &paths[1..] {
+                        for (name, (a, b)) in
+                            ["W", "drive", "init"].iter().zip(got.iter().zip(want))
+                        {
+                            let what = format!("{what}: gradient of {name} (vs {first})");
+                            assert_same_values(a, b, 1e-3, &what);
+                        }
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ mod compile;
 mod harness;
 
 mod figures;
+mod nan;
 mod outputs;
 mod pth;
 mod training;
