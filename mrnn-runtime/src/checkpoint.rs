@@ -415,12 +415,7 @@ fn ensure_finite(source: &str, key: &str, t: &Tensor) -> Result<()> {
 
 /// `Some(description)` when `t` has non-finite entries.
 fn non_finite(key: &str, t: &Tensor) -> Result<Option<String>> {
-    let values = t.to_dtype(DTYPE)?.flatten_all()?.to_vec1::<f32>()?;
-    let bad = values.iter().filter(|v| !v.is_finite()).count();
-    Ok((bad > 0).then(|| {
-        let first = values.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
-        format!("`{key}` has {bad} non-finite entries (such as {first}) of {}", values.len())
-    }))
+    Ok(crate::finite::non_finite(t)?.map(|bad| format!("`{key}` holds {bad}")))
 }
 
 /// An mrnn checkpoint read back whole: the network, and for a training checkpoint the readout

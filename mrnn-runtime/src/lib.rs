@@ -14,6 +14,7 @@ pub mod compat;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod finite;
 pub mod init;
 pub mod linalg;
 pub mod loss;

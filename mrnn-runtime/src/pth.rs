@@ -56,11 +56,6 @@ impl StateDict {
         let bad = |message: String| Error::Checkpoint { path: source.clone(), message };
         let tensors: Vec<(String, Tensor)> = if head[..n].starts_with(b"PK") {
             archive::read(path, &source)?
-        } else if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
-            // A bare pickle: torch.save before torch 1.6 (or with _use_new_zipfile_serialization=False).
-            return Err(bad("a PyTorch file in the legacy (pre-1.6) format, not the zip archive \
-                 torch.save writes today: load it in Python and save it again with torch.save"
-                .into()));
         } else if n == 9 && head[8] == b'{' {
             let len = file.metadata().map_err(io)?.len();
             crate::memory::ensure_fits(format!("reading {source}"), len.saturating_mul(2))?;
@@ -68,6 +63,13 @@ impl StateDict {
             let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
                 .map_err(|e| bad(format!("cannot read as safetensors: {e}")))?;
             map.into_iter().collect()
+        } else if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
+            // A bare pickle: torch.save before torch 1.6 (or with _use_new_zipfile_serialization=False).
+            // Tested after safetensors, whose first byte is the low byte of its header's length
+            // and may well be 0x80.
+            return Err(bad("a PyTorch file in the legacy (pre-1.6) format, not the zip archive \
+                 torch.save writes today: load it in Python and save it again with torch.save"
+                .into()));
         } else {
             return Err(bad("neither a PyTorch zip file (.pth) nor a safetensors file".into()));
         };
@@ -139,4 +141,29 @@ fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file begins with its header's length, little endian: any first byte is
+    /// possible, `0x80` (a pickle's PROTO opcode) included. Every such file reads as
+    /// safetensors, whatever its header's length.
+    #[test]
+    fn safetensors_are_recognized_whatever_their_header_length() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0x80usize, 0x180, 0x280, 0x380, 0x480, 0x580, 0x8008] {
+            let json = r#"{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+            let header = format!("{json:<len$}");
+            let mut bytes = (len as u64).to_le_bytes().to_vec();
+            bytes.extend(header.as_bytes());
+            bytes.extend(2.5f32.to_le_bytes());
+            let path = dir.path().join(format!("h{len}.safetensors"));
+            std::fs::write(&path, bytes).unwrap();
+            let sd = StateDict::read(&path).unwrap_or_else(|e| panic!("header of {len}: {e}"));
+            let t = sd.require("t", &[1]).unwrap();
+            assert_eq!(t.to_vec1::<f32>().unwrap(), [2.5]);
+        }
+    }
 }

@@ -72,7 +72,7 @@ impl Readout {
         let bias_key = format!("{prefix}bias");
         let bias = sd.require(&bias_key, &[o])?;
         for (key, t) in [(&key, weight), (&bias_key, &bias)] {
-            if let Some(bad) = crate::network::non_finite(t)? {
+            if let Some(bad) = crate::finite::non_finite(t)? {
                 return Err(Error::Checkpoint {
                     path: sd.source().to_owned(),
                     message: format!(

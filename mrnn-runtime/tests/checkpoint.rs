@@ -212,7 +212,7 @@ fn non_finite_weights_biases_and_readouts_are_refused() {
             t.insert(key.to_owned(), bad);
         });
         let err = Checkpoint::load(&path, &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains(&format!("`{key}` has 1 non-finite entries")), "{key}: {err}");
+        assert!(err.contains(&format!("`{key}` holds 1 non-finite value")), "{key}: {err}");
         if key.starts_with("network.") {
             let err = Network::load(&path, &Device::Cpu).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
@@ -356,7 +356,7 @@ fn a_network_with_non_finite_parameters_is_not_saved() {
     net.set_w_rec(&poisoned(net.w_rec().as_tensor(), f32::NAN)).unwrap();
     for err in [net.save(&path).unwrap_err(), net.export_mrnntorch(&path, "rnn.").unwrap_err()] {
         let err = err.to_string();
-        assert!(err.contains("not written: `W_rec` has 1 non-finite entries"), "{err}");
+        assert!(err.contains("not written: `W_rec` holds 1 non-finite value"), "{err}");
     }
     assert_eq!(std::fs::read(&path).unwrap(), old, "the previous file is kept");
 }

@@ -266,7 +266,7 @@ fn simulate_refuses_non_finite_weights_and_readouts() {
     // the index and value too.
     let cases: [(&str, usize, f32, &[&str]); 4] = [
         ("rnn.W_rec", 31, f32::NAN, &["rnn.W_rec", "NaN"]),
-        ("rnn.W_inp", 2, f32::INFINITY, &["rnn.W_inp", "infinite"]),
+        ("rnn.W_inp", 2, f32::INFINITY, &["rnn.W_inp", "inf at index [0, 2]"]),
         ("out_layer.weight", 30, f32::NAN, &["`out_layer.weight`", "NaN at index [1, 0]"]),
         ("out_layer.bias", 2, f32::INFINITY, &["`out_layer.bias`", "inf at index [2]"]),
     ];

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use mrnn_runtime::checkpoint::TrainedReadout;
-use mrnn_runtime::network::non_finite;
+use mrnn_runtime::finite::non_finite;
 use mrnn_runtime::{Error, Forward, Network, StateDict, Tensor, memory, output};
 
 use crate::Failure;
