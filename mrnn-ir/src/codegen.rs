@@ -137,6 +137,10 @@ fn api_surface(name: &Ident, fallback: bool) -> TokenStream {
     let new = body(quote!(Self::with_seed(Self::SEED, device)));
     let forward = body(quote!(self.__mrnn_network.forward(input, &#rt::Forward::default())));
     let forward_with = body(quote!(self.__mrnn_network.forward(input, options)));
+    let load = body(quote!(Self::from_network(#rt::Network::load(path, device)?)));
+    let load_weights = body(quote!(self.__mrnn_network.load_weights(path)));
+    let import_mrnntorch = body(quote!(self.__mrnn_network.import_mrnntorch(path, prefix)));
+    let try_from = body(quote!(Self::from_network(network)));
     quote! {
         #[allow(dead_code)]
         impl #name {
@@ -181,12 +185,58 @@ fn api_surface(name: &Ident, fallback: bool) -> TokenStream {
             pub fn into_network(self) -> #rt::Network {
                 self.__mrnn_network
             }
+
+            /// Loads a checkpoint (a network's, or a training checkpoint's network) on `device`
+            /// as this type; fails when it was saved from another architecture.
+            pub fn load(
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+                device: &#rt::Device,
+            ) -> #rt::Result<Self> {
+                #load
+            }
+
+            /// Loads the weights, masks and biases of a checkpoint into this network; fails,
+            /// changing nothing, when it was saved from another architecture. (There is no
+            /// `&mut` access to the underlying network: it could be replaced by one of another
+            /// architecture.)
+            pub fn load_weights(
+                &mut self,
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+            ) -> #rt::Result<()> {
+                #load_weights
+            }
+
+            /// Imports the weights and masks of an mRNNTorch state dict file (`.pth` or
+            /// `.safetensors`, tensors under `prefix`), checked against this architecture.
+            pub fn import_mrnntorch(
+                &mut self,
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+                prefix: &::core::primitive::str,
+            ) -> #rt::Result<()> {
+                #import_mrnntorch
+            }
         }
 
         impl ::core::ops::Deref for #name {
             type Target = #rt::Network;
             fn deref(&self) -> &#rt::Network {
                 &self.__mrnn_network
+            }
+        }
+
+        /// The untyped network, for what takes any network (a trainer's model, say).
+        impl ::core::convert::From<#name> for #rt::Network {
+            fn from(network: #name) -> #rt::Network {
+                network.__mrnn_network
+            }
+        }
+
+        /// The typed network again (after training, say); fails when the architecture is not
+        /// this type's.
+        impl ::core::convert::TryFrom<#rt::Network> for #name {
+            type Error = #rt::Error;
+            fn try_from(network: #rt::Network) -> #rt::Result<Self> {
+                #try_from
             }
         }
     }

@@ -120,8 +120,15 @@ use proc_macro::TokenStream;
 ///   one after the other; a group whose regions are apart has none);
 /// - `Cbgtcl::ARCHITECTURE`, the checked architecture as a `const`;
 /// - `new(&Device)`, `with_seed(u64, &Device)`, `from_network(Network)`, `forward(&Tensor)`,
-///   `forward_with(&Tensor, &Forward)`, `network()`, and `Deref` to
-///   [`Network`](../mrnn_runtime/struct.Network.html) for everything else.
+///   `forward_with(&Tensor, &Forward)`, `network()`, `into_network()`, and `Deref` to
+///   [`Network`](../mrnn_runtime/struct.Network.html) for everything else;
+/// - checkpoints without losing the type: `Cbgtcl::load(path, &Device)`, and in place
+///   `load_weights(path)` and `import_mrnntorch(path, prefix)`, each refusing another
+///   architecture (there is no `&mut Network`: it could be swapped for one of another
+///   architecture);
+/// - `From<Cbgtcl> for Network` and `TryFrom<Network> for Cbgtcl`, so the type survives
+///   training: `Model::new(net.into(), ..)`, then
+///   `Cbgtcl::try_from(trainer.into_model().network)?`.
 ///
 /// # Errors
 ///

@@ -451,6 +451,13 @@ impl<T: Task> Trainer<T> {
         })
     }
 
+    /// The trained model, when training is done (its network converts back to the type
+    /// `mrnn!` generated: `Net::try_from(trainer.into_model().network)`).
+    #[must_use]
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
     /// Steps taken so far.
     #[must_use]
     pub fn step_count(&self) -> usize {

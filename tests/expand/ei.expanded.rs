@@ -180,11 +180,52 @@ impl Ei {
     pub fn into_network(self) -> ::mrnn_runtime::Network {
         self.__mrnn_network
     }
+    /// Loads a checkpoint (a network's, or a training checkpoint's network) on `device`
+    /// as this type; fails when it was saved from another architecture.
+    pub fn load(
+        path: impl ::core::convert::AsRef<::std::path::Path>,
+        device: &::mrnn_runtime::Device,
+    ) -> ::mrnn_runtime::Result<Self> {
+        Self::from_network(::mrnn_runtime::Network::load(path, device)?)
+    }
+    /// Loads the weights, masks and biases of a checkpoint into this network; fails,
+    /// changing nothing, when it was saved from another architecture. (There is no
+    /// `&mut` access to the underlying network: it could be replaced by one of another
+    /// architecture.)
+    pub fn load_weights(
+        &mut self,
+        path: impl ::core::convert::AsRef<::std::path::Path>,
+    ) -> ::mrnn_runtime::Result<()> {
+        self.__mrnn_network.load_weights(path)
+    }
+    /// Imports the weights and masks of an mRNNTorch state dict file (`.pth` or
+    /// `.safetensors`, tensors under `prefix`), checked against this architecture.
+    pub fn import_mrnntorch(
+        &mut self,
+        path: impl ::core::convert::AsRef<::std::path::Path>,
+        prefix: &::core::primitive::str,
+    ) -> ::mrnn_runtime::Result<()> {
+        self.__mrnn_network.import_mrnntorch(path, prefix)
+    }
 }
 impl ::core::ops::Deref for Ei {
     type Target = ::mrnn_runtime::Network;
     fn deref(&self) -> &::mrnn_runtime::Network {
         &self.__mrnn_network
+    }
+}
+/// The untyped network, for what takes any network (a trainer's model, say).
+impl ::core::convert::From<Ei> for ::mrnn_runtime::Network {
+    fn from(network: Ei) -> ::mrnn_runtime::Network {
+        network.__mrnn_network
+    }
+}
+/// The typed network again (after training, say); fails when the architecture is not
+/// this type's.
+impl ::core::convert::TryFrom<::mrnn_runtime::Network> for Ei {
+    type Error = ::mrnn_runtime::Error;
+    fn try_from(network: ::mrnn_runtime::Network) -> ::mrnn_runtime::Result<Self> {
+        Self::from_network(network)
     }
 }
 fn main() {}

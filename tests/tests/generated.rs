@@ -112,6 +112,107 @@ fn architecture_constant_equals_the_json_architecture() {
     assert_eq!(Cbgtcl::ARCHITECTURE.to_string(), arch.to_string());
 }
 
+/// A typed network keeps its type through training and checkpoints: it converts to the
+/// untyped network a trainer takes and back (refused for another architecture), loads a
+/// checkpoint as itself, and takes weights in place, but only of its own architecture.
+#[test]
+fn the_typed_network_survives_training_and_checkpoints() {
+    use mrnn_runtime::task::{PerceptualDecision, Task};
+    use mrnn_runtime::train::{Model, ReadoutFrom, TrainConfig, Trainer};
+    use mrnn_runtime::{Device, Network};
+
+    let device = Device::Cpu;
+    let dir = std::env::temp_dir().join(format!("mrnn-typed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The decision task's two channels go to two of the 25 `iti` units, by padding the input.
+    let task = PerceptualDecision::default();
+    assert!(task.input_size() <= Cbgtcl::INPUT);
+    let net = Cbgtcl::with_seed(7, &device).unwrap();
+    let before = net.w_rec().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let model = Model::new(net.into(), 1, ReadoutFrom::All, 7).unwrap();
+    let config = TrainConfig { steps: 2, batch: 4, ..TrainConfig::default() };
+    let mut trainer = Trainer::new(model, Padded(task), config).unwrap();
+    while !trainer.finished() {
+        trainer.step().unwrap();
+    }
+    let trained = Cbgtcl::try_from(trainer.into_model().network).unwrap();
+    let after = trained.w_rec().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_ne!(before, after, "training changed the weights");
+
+    let path = dir.join("cbgtcl.safetensors");
+    trained.save(&path).unwrap();
+    let loaded = Cbgtcl::load(&path, &device).unwrap();
+    let mut fresh = Cbgtcl::with_seed(8, &device).unwrap();
+    fresh.load_weights(&path).unwrap();
+    for net in [&loaded, &fresh] {
+        let w = net.w_rec().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(w, after);
+    }
+
+    // Another architecture is refused, whichever way it comes.
+    let other = Network::new(Other::ARCHITECTURE, &device).unwrap();
+    let other_path = dir.join("other.safetensors");
+    other.save(&other_path).unwrap();
+    assert!(Cbgtcl::try_from(other).is_err());
+    assert!(Cbgtcl::load(&other_path, &device).is_err());
+    assert!(fresh.load_weights(&other_path).is_err());
+    let w = fresh.w_rec().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(w, after, "a refused load changes nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mrnn! {
+    /// Another architecture, to be refused.
+    Other {
+        region e[3]: exc;
+        region i[2]: inh;
+        input u[1]: exc;
+        e -> e, i;
+        i -> e;
+        u -> e;
+    }
+}
+
+/// The decision task with its inputs widened to CBGTCL's 25 `iti` units (the rest zero).
+#[derive(Debug)]
+struct Padded(mrnn_runtime::task::PerceptualDecision);
+
+impl mrnn_runtime::task::Task for Padded {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn input_size(&self) -> usize {
+        Cbgtcl::INPUT
+    }
+    fn output_size(&self) -> usize {
+        self.0.output_size()
+    }
+    fn steps(&self) -> usize {
+        self.0.steps()
+    }
+    fn sample(
+        &self,
+        batch: usize,
+        rng: &mut mrnn_runtime::task::ChaCha8Rng,
+        device: &mrnn_runtime::Device,
+    ) -> mrnn_runtime::Result<mrnn_runtime::task::Trials> {
+        let mut trials = self.0.sample(batch, rng, device)?;
+        let pad = Cbgtcl::INPUT - self.0.input_size();
+        trials.input = trials.input.pad_with_zeros(2, 0, pad)?;
+        Ok(trials)
+    }
+    fn accuracy(
+        &self,
+        output: &mrnn_runtime::Tensor,
+        trials: &mrnn_runtime::task::Trials,
+    ) -> mrnn_runtime::Result<f64> {
+        self.0.accuracy(output, trials)
+    }
+    fn accuracy_name(&self) -> &'static str {
+        self.0.accuracy_name()
+    }
+}
+
 mrnn! {
     /// Private: only `HIDDEN` and one range are used, so every other generated item is dead
     /// code as far as this crate can tell.
