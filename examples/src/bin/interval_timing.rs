@@ -123,7 +123,7 @@ fn main() -> Result<()> {
     let device = Device::Cpu;
     let task = ReadySetGo { intervals: vec![10, 15, 20, 25], ready: 5, steps: 70, tolerance: 3 };
     assert_eq!(Loop::INPUT, task.input_size(), "the task's cues drive the `cues` input region");
-    let network = Loop::new(&device)?.into_network();
+    let network = Loop::new(&device)?.into();
     // The readout reads the excitatory units only, as under Dale's law a projection would.
     let model = Model::new(network, task.output_size(), ReadoutFrom::Excitatory, 3)?;
     let config = TrainConfig { steps, batch: 32, lr: 0.005, seed: 3, ..TrainConfig::default() };
@@ -156,7 +156,7 @@ fn main() -> Result<()> {
         .map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
     trainer.save(&out.join("checkpoint.safetensors"))?;
     // The trained network keeps its generated type (sizes, region constants) after training.
-    let trained = Loop::from_network(trainer.model.network)?;
+    let trained = Loop::try_from(trainer.into_model().network)?;
     println!(
         "saved {}; thalamus units {:?} of {}",
         out.join("checkpoint.safetensors").display(),
