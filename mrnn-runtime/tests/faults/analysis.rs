@@ -103,6 +103,15 @@ fn absurd_sizes_are_refused_with_the_estimate() {
     for samples in ["0", "-8"] {
         run("linearize", &["--samples", samples]).assert_error(&["--samples"]);
     }
+    // A fixed point index past the file's end, or negative, before the field is computed.
+    let dir = tempfile::tempdir().unwrap();
+    let points = dir.path().join("points.json");
+    std::fs::write(&points, format!("[{:?}]", vec![0.0; 30])).unwrap();
+    let file = points.to_str().unwrap();
+    for index in ["1", "-1"] {
+        run("flow", &["--fixed-points", file, "--linearize-at", index])
+            .assert_error(&["--linearize-at"]);
+    }
     for seed in ["-1", "NaN"] {
         run("currents", &["--seed", seed]).assert_error(&["--seed"]);
     }

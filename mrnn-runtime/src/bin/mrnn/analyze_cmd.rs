@@ -170,7 +170,7 @@ pub(crate) struct FlowArgs {
     #[arg(long)]
     fixed_points: Option<PathBuf>,
     /// Also draw the linearized flow around this fixed point (its index in `--fixed-points`).
-    #[arg(long, requires = "fixed_points")]
+    #[arg(long, requires = "fixed_points", allow_negative_numbers = true)]
     linearize_at: Option<usize>,
 }
 
@@ -764,6 +764,17 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
     let net = &setup.net;
     // The grid's memory is known once the network is: refused before any trajectory is run.
     options.validate(net.hidden_size())?;
+    // So is a fixed-point file that cannot be read, or an index past its end.
+    if let Some(path) = &flow.fixed_points {
+        let count = read_states(path, StateKind::of(net), net.hidden_size())?.len();
+        if let Some(k) = flow.linearize_at.filter(|&k| k >= count) {
+            return Err(Failure::Usage(format!(
+                "--linearize-at {k}: `{}` has {count} fixed points (indices 0 to {})",
+                path.display(),
+                count - 1
+            )));
+        }
+    }
     let out = out_dir(args)?;
     let states = setup.states()?;
     let field = analysis::flow_field(net, &states, &options)?;
