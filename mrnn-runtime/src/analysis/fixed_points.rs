@@ -514,8 +514,10 @@ pub fn find_fixed_points(
 
 /// The bytes a search from `n` candidates of `h` units needs: about 16 `[N, H]` tensors (the
 /// states, Adam's moments, the step's intermediates), the map's weights, and one Jacobian with
-/// its eigendecomposition.
-fn search_bytes(n: usize, h: usize) -> u64 {
+/// its eigendecomposition. [`find_fixed_points`] checks it before it starts; a caller that
+/// draws the candidates itself can check it before drawing them.
+#[must_use]
+pub fn search_bytes(n: usize, h: usize) -> u64 {
     memory::f64_bytes(&[n, h])
         .saturating_mul(16)
         .saturating_add(memory::f64_bytes(&[h, h]).saturating_mul(4))

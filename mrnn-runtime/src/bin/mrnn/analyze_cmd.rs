@@ -346,8 +346,15 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
         );
     }
     let setup = setup(args)?;
-    let out = out_dir(args)?;
     let net = &setup.net;
+    // The search's memory is known once the network is: refused before the candidates are
+    // drawn (10^8 of them would fill the memory before the search could refuse).
+    let h = net.hidden_size();
+    mrnn_runtime::memory::ensure_fits(
+        format!("a fixed-point search from {} candidate states of {h} units", search.candidates),
+        analysis::fixed_points::search_bytes(search.candidates, h),
+    )?;
+    let out = out_dir(args)?;
     let states = setup.states()?;
     let candidates = analysis::sample_states(&states, search.candidates, args.seed)?;
     let options = FixedPointOptions {
@@ -412,15 +419,7 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
         found.elapsed.as_secs_f64(),
         found.max_eigen_residual()
     );
-    for (k, p) in found.points.iter().enumerate().filter(|(_, p)| !p.eigen.is_accurate()) {
-        eprintln!(
-            "warning: fixed point #{k}: {} eigenpairs fail the residual check (worst {:.1e} > \
-             {:e}); its eigenvalues and stability are not reliable",
-            p.eigen.inaccurate(),
-            p.eigen.max_residual(),
-            analysis::eigen::RESIDUAL_TOL
-        );
-    }
+    warn_inaccurate(&found);
     for (k, p) in found.points.iter().enumerate().take(40) {
         let readout = match &setup.readout {
             Some(r) => format!("  readout {}", fmt_vec(&readout_of(r, &p.h, net.device())?)),
@@ -436,6 +435,19 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
     }
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// A warning for each point whose eigenpairs failed the residual check.
+fn warn_inaccurate(found: &FixedPoints) {
+    for (k, p) in found.points.iter().enumerate().filter(|(_, p)| !p.eigen.is_accurate()) {
+        eprintln!(
+            "warning: fixed point #{k}: {} eigenpairs fail the residual check (worst {:.1e} > \
+             {:e}); its eigenvalues and stability are not reliable",
+            p.eigen.inaccurate(),
+            p.eigen.max_residual(),
+            analysis::eigen::RESIDUAL_TOL
+        );
+    }
 }
 
 fn readout_of(readout: &TrainedReadout, h: &[f64], device: &Device) -> Result<Vec<f64>, Failure> {
