@@ -1,8 +1,10 @@
-//! Dense linear algebra that candle lacks (eigenvalues), done in `f64` with nalgebra on the host.
+//! Dense linear algebra that candle lacks (eigenvalues, spectral radius), done in `f64` on the
+//! host (faer's eigensolver, nalgebra matrices at the interface).
 
 use candle_core::{DType, Tensor};
 use nalgebra::{Complex, DMatrix};
 
+use crate::analysis::eigen::{RESIDUAL_TOL, decompose};
 use crate::{Error, Result};
 
 /// Copies a 2-D tensor into an `f64` nalgebra matrix (on the host).
@@ -13,7 +15,11 @@ pub fn to_dmatrix(t: &Tensor) -> Result<DMatrix<f64>> {
     Ok(DMatrix::from_row_slice(rows, cols, &data))
 }
 
-/// The eigenvalues of a square matrix, through the real Schur decomposition.
+/// The eigenvalues of a square matrix (through [`crate::analysis::eigen::decompose`]).
+///
+/// An error when the matrix is not square or not finite, does not fit in memory, or when some
+/// eigenpair fails the residual check on every attempt of the solver (its values would not be
+/// trustworthy; [`crate::analysis::eigen::decompose`] returns them with their residuals).
 pub fn eigenvalues(t: &Tensor) -> Result<Vec<Complex<f64>>> {
     let m = to_dmatrix(t)?;
     let n = m.nrows();
@@ -24,20 +30,21 @@ pub fn eigenvalues(t: &Tensor) -> Result<Vec<Complex<f64>>> {
             got: vec![m.nrows(), m.ncols()],
         });
     }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     if m.iter().any(|v| !v.is_finite()) {
         return Err(Error::Invalid(
             "cannot compute eigenvalues: the matrix has NaN or infinite entries".into(),
         ));
     }
-    // A generous iteration cap: nalgebra's Schur loops until it converges when given 0, and a
-    // pathological matrix must give an error rather than hang.
-    let schur = nalgebra::Schur::try_new(m, f64::EPSILON, 1000 * n.max(10)).ok_or_else(|| {
-        Error::Invalid(format!("the Schur decomposition of a {n}x{n} matrix did not converge"))
-    })?;
-    Ok(schur.complex_eigenvalues().iter().copied().collect())
+    let eigen = decompose(&m, false)?;
+    if !eigen.is_accurate() {
+        return Err(Error::Invalid(format!(
+            "the eigenvalues of a {n}x{n} matrix failed the residual check: {} of {n} pairs \
+             have |A v - lambda v| / (|A| |v|) above {RESIDUAL_TOL:e} (worst {:.1e})",
+            eigen.inaccurate(),
+            eigen.max_residual()
+        )));
+    }
+    Ok(eigen.values)
 }
 
 /// The largest modulus of the eigenvalues of a square matrix.

@@ -1,5 +1,7 @@
 //! `mrnn analyze` on mRNNTorch's flip-flop checkpoint: every subcommand writes its files with
-//! the defaults, `fixed-points` reports the 8 memories, and bad input is an error (exit 1).
+//! the defaults, `fixed-points` reports the 8 memories, and bad input is an error (exit 1); and
+//! on an 8-region relu loop (mRNNTorch's CBGTCL circuit scaled down to 140 units), whose
+//! Jacobians stalled the previous eigensolver and whose initial state is all silent.
 
 mod common;
 
@@ -91,7 +93,7 @@ fn fixed_points_with_the_defaults() {
         ],
         &out,
     ));
-    assert!(stdout.contains("#0: exc (21 units)"), "{stdout}");
+    assert!(stdout.contains("#0: exc (21 units, 21 active)"), "{stdout}");
     let lin = json(&out.join("linearization.json"));
     assert_eq!(lin.as_array().unwrap().len(), points.len());
     assert_eq!(lin[0]["units"].as_array().unwrap().len(), 21);
@@ -118,7 +120,7 @@ fn linearize_flow_and_currents_with_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("a");
     let stdout = ok(&mrnn(&["linearize"], &out));
-    assert!(stdout.contains("#0: exc,inhib (30 units)"), "{stdout}");
+    assert!(stdout.contains("#0: exc,inhib (30 units, 30 active)"), "{stdout}");
     ok(&mrnn(&["flow", "--regions", "exc", "--others", "nearest", "--grid", "9"], &out));
     assert_eq!(json(&out.join("flow.json"))["units"].as_array().unwrap().len(), 21);
     let stdout = ok(&mrnn(&["currents"], &out));
@@ -220,4 +222,129 @@ fn bad_input_is_an_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/w.pth"));
+}
+
+/// mRNNTorch's CBGTCL circuit scaled down to 140 units in 8 regions, relu and leaky
+/// (`dt / tau = 0.1`: the leak alone gives eigenvalues 0.9), starting from x = 0, as an
+/// untrained checkpoint: (config, weights).
+fn cbgt_relu(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut spec = json(&reference("CBGTCL.json"));
+    let units = [20, 20, 20, 20, 20, 16, 16, 8];
+    for (region, n) in spec["recurrent_regions"].as_array_mut().unwrap().iter_mut().zip(units) {
+        region["num_units"] = n.into();
+        // Every unit starts at x = 0, as in the issue's network: all silent.
+        region.as_object_mut().unwrap().remove("init");
+    }
+    spec["input_regions"][0]["num_units"] = 4.into();
+    spec["model"] =
+        serde_json::json!({"dynamics": "leaky", "dt": 1, "tau": 10, "activation": "relu"});
+    let config = dir.join("cbgt140.json");
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let arch = mrnn_ir::compile_json_file(&config).unwrap().architecture;
+    assert_eq!(arch.hidden_size(), 140);
+    let net = mrnn_runtime::Network::new(arch, &mrnn_runtime::Device::Cpu).unwrap();
+    let weights = dir.join("cbgt140.safetensors");
+    net.save(&weights).unwrap();
+    (config, weights)
+}
+
+fn run_on(config: &Path, weights: &Path, args: &[&str], out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mrnn"))
+        .arg("analyze")
+        .arg(args[0])
+        .arg(config)
+        .arg("--weights")
+        .arg(weights)
+        .arg("--out")
+        .arg(out)
+        .args(&args[1..])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_relu_loop_of_the_issue_is_dissected_with_checked_eigenpairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, weights) = cbgt_relu(dir.path());
+    let out = dir.path().join("a");
+    // Fixed points: the eigendecompositions at the end of the search succeed, and every
+    // point's worst residual is in the file.
+    let args = ["fixed-points", "--candidates", "48", "--max-iters", "400"];
+    let stdout = ok(&run_on(&config, &weights, &args, &out));
+    assert!(stdout.contains("worst eigenpair residual"), "{stdout}");
+    let points = json(&out.join("fixed_points.json"));
+    assert!(!points.as_array().unwrap().is_empty(), "{stdout}");
+    for p in points.as_array().unwrap() {
+        assert!(p["eigen_residual"].as_f64().unwrap() <= 1e-8, "{p}");
+        assert_eq!(p["eigen_accurate"], true);
+        assert_eq!(p["eigenvalues"].as_array().unwrap().len(), 140);
+    }
+    let summary = json(&out.join("fixed_points_summary.json"));
+    assert!(summary["max_eigen_residual"].as_f64().unwrap() <= 1e-8, "{summary}");
+    assert_eq!(summary["inaccurate_eigenpairs"], 0);
+    // The 40-unit cortex (alm) at those points, with eigenvectors.
+    let fixed = out.join("fixed_points.json");
+    let args = [
+        "linearize",
+        "--fixed-points",
+        fixed.to_str().unwrap(),
+        "--regions",
+        "alm_exc,alm_inhib",
+        "--eigenvectors",
+    ];
+    ok(&run_on(&config, &weights, &args, &out));
+    for record in json(&out.join("linearization.json")).as_array().unwrap() {
+        assert_eq!(record["units"].as_array().unwrap().len(), 24);
+        assert_eq!(record["at"]["source"], "fixed_points");
+        assert!(record["eigen_residual"].as_f64().unwrap() <= 1e-8, "{record}");
+    }
+    // A flow field of two basal-ganglia regions.
+    ok(&run_on(&config, &weights, &["flow", "--regions", "gpe,stn", "--grid", "7"], &out));
+    let flow = json(&out.join("flow.json"));
+    assert!(flow["speed"].as_array().unwrap().iter().all(|v| v.as_f64().unwrap().is_finite()));
+}
+
+#[test]
+fn linearize_defaults_to_states_the_network_visits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, weights) = cbgt_relu(dir.path());
+    let out = dir.path().join("a");
+    let leak =
+        |record: &Value| {
+            record["eigenvalues"].as_array().unwrap().iter().all(|z| {
+                (z[0].as_f64().unwrap() - 0.9).abs() < 1e-9 && z[1].as_f64().unwrap() == 0.0
+            })
+        };
+    // At the initial state (x = 0) every relu unit is silent: the answer is the leak alone,
+    // and the command says so.
+    let o = run_on(&config, &weights, &["linearize", "--initial-state"], &out);
+    let stdout = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("the network's initial state"), "{stderr}");
+    assert!(stderr.contains("all silent"), "{stderr}");
+    assert!(stdout.contains("(140 units, 0 active) stable max|lambda| 0.9000"), "{stdout}");
+    let records = json(&out.join("linearization.json"));
+    assert_eq!(records[0]["at"]["source"], "initial_state");
+    assert!(leak(&records[0]));
+    // The default: 8 states along the trajectories, named on stderr and in the file; there
+    // the units are active and the spectrum is the circuit's, not the leak's.
+    let o = run_on(&config, &weights, &["linearize"], &out);
+    let stdout = ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("linearizing at 8 states along the trajectories"), "{stderr}");
+    assert!(stderr.contains("trial 1 step 4, trial 3 step 12"), "{stderr}");
+    let records = json(&out.join("linearization.json"));
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 8, "{stdout}");
+    for record in records {
+        assert_eq!(record["at"]["source"], "trajectory");
+        assert!(record["at"]["trial"].as_u64().unwrap() < 16);
+        assert!(record["at"]["step"].as_u64().unwrap() < 64);
+        assert!(record["active_units"].as_u64().unwrap() > 0, "{record}");
+        assert!(!leak(record), "{record}");
+        assert!(record["eigen_residual"].as_f64().unwrap() <= 1e-8);
+    }
+    // As many samples as asked for.
+    ok(&run_on(&config, &weights, &["linearize", "--samples", "3"], &out));
+    assert_eq!(json(&out.join("linearization.json")).as_array().unwrap().len(), 3);
 }

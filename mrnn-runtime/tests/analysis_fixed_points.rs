@@ -184,3 +184,25 @@ fn rejects_bad_candidates_and_options() {
     assert!(run(&candidates, &bad_factor).contains("lr_factor"));
     assert!(analysis::sample_states(&candidates, 0, 0).is_err());
 }
+
+#[test]
+fn impossible_searches_are_refused_before_they_start() {
+    let (net, _, candidates) = flip_flop("leaky", 8);
+    let no_search = &mut |_: &Progress| panic!("the search started");
+    // A NaN input would make every q NaN and the search report no fixed point.
+    let options =
+        FixedPointOptions { input: Some(vec![f64::NAN, 0.0, 0.0]), ..FixedPointOptions::default() };
+    let e = analysis::find_fixed_points(&net, &candidates, &options, no_search).unwrap_err();
+    assert!(e.to_string().contains("the constant input must be finite"), "{e}");
+    // 10^11 candidates: refused with the estimate, before anything is drawn or optimized.
+    let states = Tensor::zeros((2, 3, 30), DType::F32, &Device::Cpu).unwrap();
+    let e = analysis::sample_states(&states, 100_000_000_000, 0).unwrap_err();
+    assert!(matches!(e, mrnn_runtime::Error::TooLarge { .. }), "{e}");
+    let many = Tensor::zeros((1, 30), DType::F64, &Device::Cpu)
+        .unwrap()
+        .broadcast_as((2_000_000_000, 30))
+        .unwrap();
+    let e = analysis::find_fixed_points(&net, &many, &FixedPointOptions::default(), no_search)
+        .unwrap_err();
+    assert!(e.to_string().contains("fixed-point search from 2000000000 candidate states"), "{e}");
+}

@@ -221,3 +221,29 @@ fn rejects_bad_regions_shapes_and_grids() {
     back.require("components", &[2, 3]).unwrap();
     assert_eq!(field.to_json()["speed"].as_array().unwrap().len(), 441);
 }
+
+#[test]
+fn absurd_grids_and_non_finite_settings_are_refused_before_computing() {
+    let net = network("linear");
+    let (states, _) = trajectories();
+    let refused = |options: FlowOptions| analysis::flow_field(&net, &states, &options).unwrap_err();
+    // 10^12 grid points: refused with the estimate, nothing allocated.
+    let e = refused(FlowOptions { grid: 1_000_000, ..FlowOptions::default() });
+    assert!(matches!(e, mrnn_runtime::Error::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("1000000x1000000 grid"), "{e}");
+    let e = refused(FlowOptions {
+        input: Some(vec![]),
+        others: Others::State(vec![0.0, f64::NAN, 0.0]),
+        ..FlowOptions::default()
+    });
+    assert!(e.to_string().contains("the state of the other regions must be finite"), "{e}");
+    // Trajectories of a diverged network.
+    let bad = Tensor::from_vec(vec![f32::NAN; 6], (1, 2, 3), &Device::Cpu).unwrap();
+    let e = analysis::flow_field(&net, &bad, &FlowOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("NaN or infinite states"), "{e}");
+    // And the linearized flow around a point that is not finite.
+    let field = analysis::flow_field(&net, &states, &FlowOptions::default()).unwrap();
+    let point = Tensor::from_vec(vec![0.0, f64::INFINITY, 0.0], 3, &Device::Cpu).unwrap();
+    let e = field.linearized(&net, &point, None).unwrap_err();
+    assert!(e.to_string().contains("the fixed point must be finite"), "{e}");
+}

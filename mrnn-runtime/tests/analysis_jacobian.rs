@@ -292,3 +292,30 @@ fn rejects_unknown_regions_and_bad_shapes() {
     assert!(lin.excluded.is_empty() && lin.coupling.dims() == [H, 0]);
     assert_eq!(lin.regions, ["a", "b", "t"]);
 }
+
+#[test]
+fn non_finite_states_and_inputs_are_errors() {
+    let net = network("leaky", Activation::Relu, 1);
+    let mut s = state(2);
+    s[3] = f64::NAN;
+    let t = Tensor::from_slice(&s, H, &Device::Cpu).unwrap();
+    let e = analysis::linearize(&net, &t, &INPUT, &[], false).unwrap_err();
+    assert!(e.to_string().contains("the state to linearize at must be finite"), "{e}");
+    let e = StepMap::new(&net, &[f64::INFINITY, 0.0]).unwrap_err();
+    assert!(e.to_string().contains("the constant input must be finite"), "{e}");
+}
+
+#[test]
+fn silent_relu_units_are_counted_and_leave_the_leak() {
+    // At x = 0 every relu unit is silent: J = (1 - a) I whatever the weights, and the result
+    // says that no unit is active.
+    let net = network("leaky", Activation::Relu, 3);
+    let zero = Tensor::zeros(H, DType::F64, &Device::Cpu).unwrap();
+    let lin = analysis::linearize(&net, &zero, &INPUT, &[], true).unwrap();
+    assert_eq!(lin.active_units, 0);
+    assert!(lin.eigen.values.iter().all(|z| (z.re - 0.75).abs() < 1e-12 && z.im == 0.0));
+    assert!(lin.eigen.is_accurate());
+    // Positive states: every unit active.
+    let up = Tensor::from_vec(vec![1.0f64; H], H, &Device::Cpu).unwrap();
+    assert_eq!(analysis::linearize(&net, &up, &INPUT, &[], false).unwrap().active_units, H);
+}

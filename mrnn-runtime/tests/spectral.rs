@@ -1,9 +1,7 @@
-//! Spectral-radius scaling of the initial recurrent weights.
-//!
-//! The networks here are small on purpose: the eigenvalue solver is generic nalgebra code,
-//! compiled at the dev profile's opt-level 0 inside this crate (about 3 s for 200 units).
+//! Spectral-radius scaling of the initial recurrent weights, and the spectral radius of
+//! matrices with the structure of relu Jacobians (repeated eigenvalues, zero columns).
 
-use mrnn_runtime::{Device, Error, Network, linalg};
+use mrnn_runtime::{Device, Error, Network, Tensor, linalg};
 
 /// An E/I network with three regions, sparse and dense blocks, and an optional "model" object.
 fn config(model: &str) -> String {
@@ -73,4 +71,41 @@ fn feedforward_network_cannot_be_scaled() {
     let err = Network::new(arch, &Device::Cpu).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
     assert!(err.to_string().contains("spectral radius 0"), "{err}");
+}
+
+#[test]
+fn spectral_radius_of_matrices_with_repeated_eigenvalues() {
+    // [[0.9 I, B], [0, C]]: 0.9 fifty times (the leak of silent units) and the eigenvalues of
+    // C, a rotation scaled by 1.25 (a complex pair of modulus 1.25), coupled one way.
+    let n = 52;
+    let mut m = vec![0f32; n * n];
+    for i in 0..50 {
+        m[i * n + i] = 0.9;
+        m[i * n + 50] = 0.3;
+        m[i * n + 51] = -0.2;
+    }
+    let (c, s) = (1.25 * 0.6f32, 1.25 * 0.8f32);
+    m[50 * n + 50] = c;
+    m[50 * n + 51] = -s;
+    m[51 * n + 50] = s;
+    m[51 * n + 51] = c;
+    let t = Tensor::from_vec(m, (n, n), &Device::Cpu).unwrap();
+    assert!((linalg::spectral_radius(&t).unwrap() - 1.25).abs() < 1e-6);
+    let values = linalg::eigenvalues(&t).unwrap();
+    assert_eq!(values.iter().filter(|z| (z.re - 0.9).abs() < 1e-6 && z.im == 0.0).count(), 50);
+}
+
+#[test]
+fn a_relu_loop_of_eight_regions_is_scaled() {
+    // mRNNTorch's CBGTCL circuit (350 units, 8 regions, relu), scaled at construction.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/CBGTCL.json"
+    ))
+    .unwrap();
+    let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    spec["model"] = serde_json::json!({"activation": "relu", "spectral_radius": 0.95});
+    let net = build(&spec.to_string());
+    let got = linalg::spectral_radius(&net.w_rec_eff().unwrap()).unwrap();
+    assert!((got - 0.95).abs() < 1e-4, "spectral radius {got}");
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor};
+use faer::linalg::solvers::Solve;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::eigen::{self, Eigen, Stability};
 use super::jacobian::{MARGINAL_TOL, StateKind, StepMap, states_f64};
-use crate::{Error, Forward, Network, Result, linalg};
+use crate::{Error, Forward, Network, Result, linalg, memory};
 
 /// Settings of a fixed-point search. [`FixedPointOptions::default`] follows Golub & Sussillo's
 /// `FixedPointFinder` where it can (`tol_q = 1e-12`, `tol_unique = 1e-3`, Adam's epsilon 0.01,
@@ -96,8 +97,12 @@ impl Default for FixedPointOptions {
 }
 
 impl FixedPointOptions {
-    /// Checks the ranges of every setting.
+    /// Checks the ranges of every setting (and that the input is finite: a NaN input makes
+    /// every `q` NaN, and the search would report no fixed point instead of an error).
     pub fn validate(&self) -> Result<()> {
+        if let Some(input) = &self.input {
+            check_finite("the constant input", input)?;
+        }
         let positive = [
             ("lr", self.lr),
             ("lr_min", self.lr_min),
@@ -240,8 +245,10 @@ impl FixedPoints {
     }
 
     /// The points as JSON: a list of objects with `x`, `h`, `q`, `max_abs_eigenvalue`,
-    /// `stable`, `stability`, `unstable_dimensions`, `iterations` and `eigenvalues` (`[re, im]`
-    /// pairs). Jacobians go to [`FixedPoints::save_safetensors`].
+    /// `stable`, `stability`, `unstable_dimensions`, `iterations`, `eigenvalues` (`[re, im]`
+    /// pairs), `eigen_residual` (the worst eigenpair residual, see [`Eigen::residuals`]) and
+    /// `eigen_accurate` (every pair within [`eigen::RESIDUAL_TOL`]). Jacobians go to
+    /// [`FixedPoints::save_safetensors`].
     #[must_use]
     pub fn to_json(&self) -> Value {
         Value::Array(
@@ -258,16 +265,27 @@ impl FixedPoints {
                         "unstable_dimensions": p.unstable_dimensions,
                         "iterations": p.iterations,
                         "eigenvalues": p.eigen.values.iter().map(|z| [z.re, z.im]).collect::<Vec<_>>(),
+                        "eigen_residual": p.eigen.max_residual(),
+                        "eigen_accurate": p.eigen.is_accurate(),
                     })
                 })
                 .collect(),
         )
     }
 
-    /// A summary of the search as JSON (counts, time, input).
+    /// The worst eigenpair residual over every point (0 without points).
+    #[must_use]
+    pub fn max_eigen_residual(&self) -> f64 {
+        self.points.iter().map(|p| p.eigen.max_residual()).fold(0.0, f64::max)
+    }
+
+    /// A summary of the search as JSON (counts, time, input, the worst eigenpair residual and
+    /// how many eigenpairs failed the residual check).
     #[must_use]
     pub fn summary_json(&self) -> Value {
         json!({
+            "max_eigen_residual": self.max_eigen_residual(),
+            "inaccurate_eigenpairs": self.points.iter().map(|p| p.eigen.inaccurate()).sum::<usize>(),
             "state": self.kind.symbol(),
             "input": self.input,
             "fixed_points": self.points.len(),
@@ -335,6 +353,14 @@ impl FixedPoints {
 /// The trajectory of the state the dynamics carry (`x` for leaky, `h` for Elman) on `input`
 /// (the network's layout), as `[B, T, H]` (batch first whatever the network's layout).
 pub fn state_trajectory(net: &Network, input: &Tensor, options: &Forward) -> Result<Tensor> {
+    if let [a, b, _] = input.dims() {
+        // x and h of every step, and a transposed copy for a time-first network.
+        let h = net.hidden_size();
+        memory::ensure_fits(
+            format!("trajectories of {} steps of {h} units", a.saturating_mul(*b)),
+            memory::f32_bytes(&[*a, *b, h]).saturating_mul(3),
+        )?;
+    }
     let out = net.forward(input, options)?;
     let states = match StateKind::of(net) {
         StateKind::Preactivation => out
@@ -364,6 +390,12 @@ pub fn sample_states(states: &Tensor, n: usize, seed: u64) -> Result<Tensor> {
             "cannot sample {n} candidate states from {total} states"
         )));
     }
+    // The indices (8 bytes each, twice while sampling) and the rows drawn.
+    let row = memory::elements(&[h]).saturating_mul(states.dtype().size_in_bytes() as u64);
+    memory::ensure_fits(
+        format!("{n} candidate states of {h} units"),
+        row.saturating_add(16).saturating_mul(n as u64),
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let idx: Vec<usize> = if n <= total {
         rand::seq::index::sample(&mut rng, total, n).into_vec()
@@ -385,6 +417,17 @@ pub fn find_fixed_points(
     let start = Instant::now();
     options.validate()?;
     let h = net.hidden_size();
+    let n = match candidates.dims() {
+        [_] => 1,
+        [n, _] => *n,
+        _ => 0,
+    };
+    // Everything that can be known before the search is checked before it: the settings, the
+    // memory of the search and of one point's Jacobian and eigendecomposition.
+    memory::ensure_fits(
+        format!("a fixed-point search from {n} candidate states of {h} units"),
+        search_bytes(n, h),
+    )?;
     let input = options.input.clone().unwrap_or_else(|| vec![0.0; net.input_size()]);
     let map = StepMap::new(net, &input)?;
     let mut x0 = states_f64("candidates", candidates, h, net.device())?;
@@ -469,6 +512,29 @@ pub fn find_fixed_points(
     })
 }
 
+/// The bytes a search from `n` candidates of `h` units needs: about 16 `[N, H]` tensors (the
+/// states, Adam's moments, the step's intermediates), the map's weights, and one Jacobian with
+/// its eigendecomposition. [`find_fixed_points`] checks it before it starts; a caller that
+/// draws the candidates itself can check it before drawing them.
+#[must_use]
+pub fn search_bytes(n: usize, h: usize) -> u64 {
+    memory::f64_bytes(&[n, h])
+        .saturating_mul(16)
+        .saturating_add(memory::f64_bytes(&[h, h]).saturating_mul(4))
+        .saturating_add(eigen::workspace_bytes(h))
+}
+
+/// An error naming the first non-finite value of `values` (`what` says whose).
+pub(crate) fn check_finite(what: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(k) => Err(Error::Invalid(format!(
+            "{what} must be finite, but value {k} is {} (every value: {values:?})",
+            values[k]
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Jacobians, eigenvalues and labels of the points `rows`, sorted stable first.
 fn describe(
     map: &StepMap,
@@ -482,14 +548,18 @@ fn describe(
         return Ok(Vec::new());
     }
     let h = map.hidden_size();
+    // The points keep their Jacobians: K of them, each computed (and decomposed) on its own.
+    memory::ensure_fits(
+        format!("the Jacobians of {} fixed points of {h} units", rows.len()),
+        memory::f64_bytes(&[rows.len(), h, h]).saturating_add(eigen::workspace_bytes(h)),
+    )?;
     let flat: Vec<f64> = rows.iter().flat_map(|&i| all[i].iter().copied()).collect();
     let states = Tensor::from_vec(flat, (rows.len(), h), map.device())?;
-    let jacobians = map.jacobians(&states)?;
     let xs: Vec<Vec<f64>> = map.preactivations(&states)?.to_vec2()?;
     let hs: Vec<Vec<f64>> = map.rates(&states)?.to_vec2()?;
     let mut points = Vec::with_capacity(rows.len());
     for (k, &i) in rows.iter().enumerate() {
-        let jacobian = jacobians.get(k)?;
+        let jacobian = map.jacobian(&states.get(k)?)?;
         let eigen = eigen::decompose(&linalg::to_dmatrix(&jacobian)?, false)?;
         let stability = Stability::of(&eigen.values, options.marginal_tol);
         let unstable_dimensions = eigen::unstable_dimensions(&eigen.values, options.marginal_tol);
@@ -634,12 +704,12 @@ fn polish(map: &StepMap, state: &mut Vec<f64>, mut q: f64, steps: usize) -> Resu
             break;
         }
         let t = Tensor::from_slice(state.as_slice(), h, map.device())?;
-        let mut a = linalg::to_dmatrix(&map.jacobian(&t)?)?;
-        for k in 0..h {
-            a[(k, k)] -= 1.0;
-        }
-        let rhs = nalgebra::DVector::from_iterator(h, residual.iter().map(|v| -v));
-        let Some(d) = a.lu().solve(&rhs) else { break };
+        let j = linalg::to_dmatrix(&map.jacobian(&t)?)?;
+        let a = faer::Mat::<f64>::from_fn(h, h, |r, c| j[(r, c)] - if r == c { 1.0 } else { 0.0 });
+        let rhs = faer::Mat::<f64>::from_fn(h, 1, |r, _| -residual[r]);
+        // A singular J - I (a marginal direction) gives non-finite steps: the point stays.
+        let d = a.partial_piv_lu().solve(&rhs);
+        let d: Vec<f64> = (0..h).map(|r| d[(r, 0)]).collect();
         if d.iter().any(|v| !v.is_finite()) {
             break;
         }

@@ -8,9 +8,10 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{Value, json};
 
+use super::fixed_points::check_finite;
 use super::jacobian::{StateKind, StepMap, select, subset_units};
 use super::pca::{Pca, rows_f64};
-use crate::{Error, Network, Result};
+use crate::{Error, Network, Result, memory};
 
 /// Where the regions outside the plotted subset are while the subset moves on the grid.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +37,39 @@ pub struct FlowOptions {
     pub others: Others,
     /// The constant input (`None`: zero input).
     pub input: Option<Vec<f64>>,
+}
+
+impl FlowOptions {
+    /// Checks the settings for a network of `h` units before anything is computed: a grid of
+    /// at least 2 points per axis whose states fit in memory, a finite non-negative margin, a
+    /// finite input, and a finite full state for [`Others::State`].
+    pub fn validate(&self, h: usize) -> Result<()> {
+        if self.grid < 2 {
+            return Err(Error::Invalid(format!(
+                "a flow grid needs at least 2 points per axis, got {}",
+                self.grid
+            )));
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "margin must be zero or positive, got {}",
+                self.margin
+            )));
+        }
+        if let Some(input) = &self.input {
+            check_finite("the constant input", input)?;
+        }
+        if let Others::State(s) = &self.others {
+            check_finite("the state of the other regions", s)?;
+        }
+        // Every grid point is a full state: the states, the next states, and their copies as
+        // rows (four [G, H] arrays of f64).
+        let points = self.grid.saturating_mul(self.grid);
+        memory::ensure_fits(
+            format!("a flow field on a {0}x{0} grid of {h} units", self.grid),
+            memory::f64_bytes(&[points, h]).saturating_mul(4),
+        )
+    }
 }
 
 impl Default for FlowOptions {
@@ -145,6 +179,7 @@ impl FlowField {
                 got: fixed_point.dims().to_vec(),
             });
         }
+        check_finite("the fixed point", &fixed_point.to_dtype(DType::F64)?.to_vec1::<f64>()?)?;
         let jacobian = map.jacobian(fixed_point)?;
         let j_ss: Vec<Vec<f64>> =
             select(&select(&jacobian, &self.units, 0)?, &self.units, 1)?.to_vec2()?;
@@ -187,18 +222,7 @@ impl Pca {
 /// [`StateKind::of`], e.g. from [`super::state_trajectory`]).
 pub fn flow_field(net: &Network, states: &Tensor, options: &FlowOptions) -> Result<FlowField> {
     let h = net.hidden_size();
-    if options.grid < 2 {
-        return Err(Error::Invalid(format!(
-            "a flow grid needs at least 2 points per axis, got {}",
-            options.grid
-        )));
-    }
-    if !(options.margin.is_finite() && options.margin >= 0.0) {
-        return Err(Error::Invalid(format!(
-            "margin must be zero or positive, got {}",
-            options.margin
-        )));
-    }
+    options.validate(h)?;
     let (b, t) = match states.dims() {
         [b, t, n] if *n == h && *b * *t > 0 => (*b, *t),
         _ => {
@@ -221,6 +245,14 @@ pub fn flow_field(net: &Network, states: &Tensor, options: &FlowOptions) -> Resu
     let zeros = vec![0.0; net.input_size()];
     let map = StepMap::new(net, options.input.as_deref().unwrap_or(&zeros))?;
     let rows = rows_f64("trajectories", states)?;
+    if let Some((k, _)) = rows.iter().enumerate().find(|(_, r)| r.iter().any(|v| !v.is_finite())) {
+        return Err(Error::Invalid(format!(
+            "the trajectories have NaN or infinite states (trial {}, step {}): the network \
+             diverged on its input, and a flow field cannot be drawn around them",
+            k / t,
+            k % t
+        )));
+    }
     let sub: Vec<Vec<f64>> = rows.iter().map(|r| units.iter().map(|&u| r[u]).collect()).collect();
     let pca = Pca::fit_rows(&sub, 2)?;
     let projected: Vec<Vec<f64>> = sub.iter().map(|r| pca.project(r)).collect();

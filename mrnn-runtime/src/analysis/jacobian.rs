@@ -13,7 +13,8 @@ use mrnn_ir::{Activation, Dynamics};
 use serde::Serialize;
 
 use super::eigen::{self, Eigen, Stability};
-use crate::{Error, Network, Result, activation, linalg};
+use super::fixed_points::check_finite;
+use crate::{Error, Network, Result, activation, linalg, memory};
 
 /// Which state the dynamics carry: the space fixed points, Jacobians and flow fields live in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -116,6 +117,12 @@ impl StepMap {
                 got: vec![input.len()],
             });
         }
+        check_finite("the constant input", input)?;
+        // The weights in f64, their transpose and the drive.
+        memory::ensure_fits(
+            format!("the one-step map of a network of {h} units"),
+            memory::f64_bytes(&[h, h + i]).saturating_mul(3),
+        )?;
         let device = net.device().clone();
         // Detached: the analysis never differentiates through the weights, and a graph hanging
         // off the weight variables would grow with every iteration of a search.
@@ -236,6 +243,16 @@ impl StepMap {
 
     /// The Jacobians `dF/ds` at each state: `[N, H]` to `[N, H, H]` (row: output unit).
     pub fn jacobians(&self, states: &Tensor) -> Result<Tensor> {
+        let (n, h) = match states.dims() {
+            [_] => (1, self.hidden_size()),
+            [n, _] => (*n, self.hidden_size()),
+            _ => (0, self.hidden_size()),
+        };
+        // The broadcast weights, their scaled copy and the result: three [N, H, H] tensors.
+        memory::ensure_fits(
+            format!("{n} Jacobians of {h} units"),
+            memory::f64_bytes(&[n, h, h]).saturating_mul(3),
+        )?;
         let (_, d) = self.eval(states)?;
         let (n, h) = d.dims2()?;
         let w = self.w.unsqueeze(0)?.broadcast_as((n, h, h))?;
@@ -317,8 +334,13 @@ pub struct RegionLinearization {
     pub from_excluded: Tensor,
     /// `dF_S / du` `[S, I]`.
     pub input_jacobian: Tensor,
-    /// Eigenvalues (and eigenvectors when asked for) of [`RegionLinearization::jacobian`].
+    /// Eigenvalues (and eigenvectors when asked for) of [`RegionLinearization::jacobian`],
+    /// with the residual of every eigenpair.
     pub eigen: Eigen,
+    /// The units of the subset whose activation has a nonzero slope at the state (for relu,
+    /// those above threshold). With none, the Jacobian is the leak alone (`(1 - a) I` for
+    /// leaky dynamics, 0 for Elman), whatever the weights.
+    pub active_units: usize,
     /// Stability of the subset's dynamics at this state, the rest held fixed.
     pub stability: Stability,
 }
@@ -346,7 +368,11 @@ pub fn linearize(
         });
     }
     let (names, units) = subset_units(net, regions)?;
+    let at: Vec<f64> = state.to_dtype(DType::F64)?.to_vec1()?;
+    check_finite("the state to linearize at", &at)?;
     let excluded: Vec<usize> = (0..h).filter(|u| !units.contains(u)).collect();
+    let slopes: Vec<f64> = map.eval(state)?.1.flatten_all()?.to_vec1()?;
+    let active_units = units.iter().filter(|&&u| slopes[u] != 0.0).count();
     let full = map.jacobian(state)?;
     let rate = map.rate_jacobian(state)?;
     let jacobian = block(&full, &units, &units)?;
@@ -359,6 +385,7 @@ pub fn linearize(
         input_jacobian: rows(&map.input_jacobian(state)?, &units)?,
         jacobian,
         eigen,
+        active_units,
         stability,
         units,
         excluded,

@@ -3,6 +3,7 @@
 //! naming what is wrong) or a correct result: never a panic (exit 101), an abort (a signal), a
 //! hang, or a damaged file.
 
+mod analysis;
 mod checkpoints;
 mod compile;
 mod harness;

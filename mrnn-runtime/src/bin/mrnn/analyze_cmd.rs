@@ -84,50 +84,50 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     inputs: Option<PathBuf>,
     /// Trials of flip-flop pulses.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     trials: usize,
     /// Steps per trial.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     steps: usize,
     /// Pulse probability per step and channel.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pulse_prob: f64,
     /// Seed of the pulses, of candidate sampling and of noise.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct SearchArgs {
     /// Candidate states drawn from the trajectories.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, allow_negative_numbers = true)]
     candidates: usize,
     /// Standard deviation of Gaussian noise added to the candidates (state units).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     noise: f64,
     /// Adam iterations at most.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
     max_iters: usize,
     /// Initial learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     lr: f64,
     /// A candidate stops when q = |F(s) - s|^2 / 2 is below this.
-    #[arg(long, default_value_t = 1e-12)]
+    #[arg(long, default_value_t = 1e-12, allow_negative_numbers = true)]
     tol_q: f64,
     /// A candidate stops when q changes by less than this in one iteration.
-    #[arg(long, default_value_t = 1e-20)]
+    #[arg(long, default_value_t = 1e-20, allow_negative_numbers = true)]
     tol_dq: f64,
     /// Points closer than this are one fixed point.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     tol_unique: f64,
     /// Report only points with q at most this (slow points are dropped).
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
     max_q: f64,
     /// Drop points farther from the candidates' centroid than this many times their spread.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     outlier_distance: f64,
     /// Newton steps that polish each distinct point (0: none).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
     newton_steps: usize,
     /// Do not optimize the q outliers a second time.
     #[arg(long)]
@@ -137,12 +137,21 @@ pub(crate) struct SearchArgs {
 #[derive(Debug, Args)]
 pub(crate) struct LinearizeArgs {
     /// Linearize at every point of a `fixed_points.json` (from `mrnn analyze fixed-points`).
-    #[arg(long, conflicts_with = "state")]
+    #[arg(long, conflicts_with_all = ["state", "initial_state"])]
     fixed_points: Option<PathBuf>,
     /// Linearize at the states of a JSON file: one array of H numbers, or a list of them
-    /// (x for leaky, h for Elman). Default: the network's initial state.
-    #[arg(long)]
+    /// (x for leaky, h for Elman).
+    #[arg(long, conflicts_with = "initial_state")]
     state: Option<PathBuf>,
+    /// Linearize at the network's initial state (for relu networks often all silent: the
+    /// Jacobian is then the leak alone).
+    #[arg(long)]
+    initial_state: bool,
+    /// Without `--fixed-points`, `--state` or `--initial-state`: linearize at this many states
+    /// along the trajectories, where the network runs (evenly spaced over the trials and over
+    /// the steps, the step advancing with the trial).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
+    samples: usize,
     /// Also compute eigenvectors (written to the safetensors file).
     #[arg(long)]
     eigenvectors: bool,
@@ -151,7 +160,7 @@ pub(crate) struct LinearizeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct FlowArgs {
     /// Grid points per axis.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 21, allow_negative_numbers = true)]
     grid: usize,
     /// Where the other regions are: `mean` (over the trajectories) or `nearest` (the trajectory
     /// sample nearest to each grid point).
@@ -161,7 +170,7 @@ pub(crate) struct FlowArgs {
     #[arg(long)]
     fixed_points: Option<PathBuf>,
     /// Also draw the linearized flow around this fixed point (its index in `--fixed-points`).
-    #[arg(long, requires = "fixed_points")]
+    #[arg(long, requires = "fixed_points", allow_negative_numbers = true)]
     linearize_at: Option<usize>,
 }
 
@@ -272,7 +281,64 @@ fn write_json(path: &Path, value: &Value) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Checks the numeric options every analysis shares, before anything is loaded or run.
+fn check_common(args: &CommonArgs) -> Result<(), Failure> {
+    if let Some(input) = &args.input
+        && let Some(k) = input.iter().position(|v| !v.is_finite())
+    {
+        return Err(Failure::Usage(format!(
+            "--input must be finite numbers, but value {k} is {} (--input {})",
+            input[k],
+            input.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        )));
+    }
+    if args.inputs.is_none() {
+        if args.trials == 0 || args.steps == 0 {
+            return Err(Failure::Usage("--trials and --steps must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&args.pulse_prob) {
+            return Err(Failure::Usage(format!(
+                "--pulse-prob must be a probability between 0 and 1, got {}",
+                args.pulse_prob
+            )));
+        }
+        // The pulses and their targets, at least one channel each: absurd counts are refused
+        // here, before the network is even loaded.
+        mrnn_runtime::memory::ensure_fits(
+            format!("{} trials of {} steps (--trials, --steps)", args.trials, args.steps),
+            mrnn_runtime::memory::f32_bytes(&[args.trials, args.steps, 2]),
+        )?;
+    }
+    Ok(())
+}
+
+/// `--name` must be finite and positive (or zero, with `zero_ok`).
+fn check_number(name: &str, value: f64, zero_ok: bool) -> Result<(), Failure> {
+    let ok = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
+    if ok {
+        return Ok(());
+    }
+    let expected = if zero_ok { "zero or a positive number" } else { "a positive number" };
+    Err(Failure::Usage(format!("--{name} must be {expected}, got {value}")))
+}
+
+/// Checks the search's options before the network is loaded or the search started.
+fn check_search(search: &SearchArgs) -> Result<(), Failure> {
+    if search.candidates == 0 {
+        return Err(Failure::Usage("--candidates must be at least 1".into()));
+    }
+    check_number("noise", search.noise, true)?;
+    check_number("lr", search.lr, false)?;
+    check_number("tol-q", search.tol_q, false)?;
+    check_number("tol-dq", search.tol_dq, true)?;
+    check_number("tol-unique", search.tol_unique, true)?;
+    check_number("max-q", search.max_q, false)?;
+    check_number("outlier-distance", search.outlier_distance, false)
+}
+
 fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
+    check_common(args)?;
+    check_search(search)?;
     if !args.regions.is_empty() {
         eprintln!(
             "warning: --regions is ignored by fixed-points (the search runs on the whole network); \
@@ -280,8 +346,15 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
         );
     }
     let setup = setup(args)?;
-    let out = out_dir(args)?;
     let net = &setup.net;
+    // The search's memory is known once the network is: refused before the candidates are
+    // drawn (10^8 of them would fill the memory before the search could refuse).
+    let h = net.hidden_size();
+    mrnn_runtime::memory::ensure_fits(
+        format!("a fixed-point search from {} candidate states of {h} units", search.candidates),
+        analysis::fixed_points::search_bytes(search.candidates, h),
+    )?;
+    let out = out_dir(args)?;
     let states = setup.states()?;
     let candidates = analysis::sample_states(&states, search.candidates, args.seed)?;
     let options = FixedPointOptions {
@@ -337,13 +410,16 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
 
     let stable = found.stable_count();
     say!(
-        "{} fixed points ({} stable, {} unstable) from {} candidates in {:.2} s",
+        "{} fixed points ({} stable, {} unstable) from {} candidates in {:.2} s \
+         (worst eigenpair residual {:.1e})",
         found.points.len(),
         stable,
         found.points.len() - stable,
         found.candidates,
-        found.elapsed.as_secs_f64()
+        found.elapsed.as_secs_f64(),
+        found.max_eigen_residual()
     );
+    warn_inaccurate(&found);
     for (k, p) in found.points.iter().enumerate().take(40) {
         let readout = match &setup.readout {
             Some(r) => format!("  readout {}", fmt_vec(&readout_of(r, &p.h, net.device())?)),
@@ -359,6 +435,19 @@ fn fixed_points(args: &CommonArgs, search: &SearchArgs) -> Result<(), Failure> {
     }
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// A warning for each point whose eigenpairs failed the residual check.
+fn warn_inaccurate(found: &FixedPoints) {
+    for (k, p) in found.points.iter().enumerate().filter(|(_, p)| !p.eigen.is_accurate()) {
+        eprintln!(
+            "warning: fixed point #{k}: {} eigenpairs fail the residual check (worst {:.1e} > \
+             {:e}); its eigenvalues and stability are not reliable",
+            p.eigen.inaccurate(),
+            p.eigen.max_residual(),
+            analysis::eigen::RESIDUAL_TOL
+        );
+    }
 }
 
 fn readout_of(readout: &TrainedReadout, h: &[f64], device: &Device) -> Result<Vec<f64>, Failure> {
@@ -490,29 +579,89 @@ fn read_states(path: &Path, kind: StateKind, h: usize) -> Result<Vec<Vec<f64>>, 
     Ok(rows)
 }
 
-fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
-    let setup = setup(args)?;
-    let out = out_dir(args)?;
+/// The states to linearize at, each with a JSON object saying where it came from.
+fn linearization_states(
+    at: &LinearizeArgs,
+    setup: &Setup,
+) -> Result<(Vec<Vec<f64>>, Vec<Value>), Failure> {
     let net = &setup.net;
     let kind = StateKind::of(net);
     let h = net.hidden_size();
-    let states: Vec<Vec<f64>> = match at.fixed_points.as_ref().or(at.state.as_ref()) {
-        Some(path) => read_states(path, kind, h)?,
-        None => {
-            let init = net.initial_state(1)?;
-            // Elman's state is a rate: the initial rates phi(x0).
-            let s = match kind {
-                StateKind::Preactivation => init,
-                StateKind::Rate => mrnn_runtime::activation::apply(
-                    net.architecture().settings().activation,
-                    &init,
-                )?,
-            };
-            s.to_dtype(DType::F64)
-                .and_then(|s| s.to_vec2::<f64>())
-                .map_err(mrnn_runtime::Error::from)?
-        }
+    let from_file = |path: &Path, source: &str| -> Result<(Vec<Vec<f64>>, Vec<Value>), Failure> {
+        let states = read_states(path, kind, h)?;
+        eprintln!("linearizing at the {} states of `{}`", states.len(), path.display());
+        let at = (0..states.len())
+            .map(|k| json!({"source": source, "file": path.display().to_string(), "index": k}))
+            .collect();
+        Ok((states, at))
     };
+    if let Some(path) = &at.fixed_points {
+        return from_file(path, "fixed_points");
+    }
+    if let Some(path) = &at.state {
+        return from_file(path, "state_file");
+    }
+    if at.initial_state {
+        let init = net.initial_state(1)?;
+        // Elman's state is a rate: the initial rates phi(x0).
+        let s = match kind {
+            StateKind::Preactivation => init,
+            StateKind::Rate => {
+                mrnn_runtime::activation::apply(net.architecture().settings().activation, &init)?
+            }
+        };
+        let states = s
+            .to_dtype(DType::F64)
+            .and_then(|s| s.to_vec2::<f64>())
+            .map_err(mrnn_runtime::Error::from)?;
+        eprintln!("linearizing at the network's initial state");
+        return Ok((states, vec![json!({"source": "initial_state"})]));
+    }
+    // The default: states the network actually visits, evenly spaced over the trials and
+    // steps of the trajectories (the initial state of a relu network is often all silent, and
+    // its Jacobian then only shows the leak).
+    let trajectories = setup.states()?;
+    let (b, t, _) = trajectories.dims3().map_err(mrnn_runtime::Error::from)?;
+    let k = at.samples.min(b * t);
+    let mut states = Vec::with_capacity(k);
+    let mut sources = Vec::with_capacity(k);
+    for i in 0..k {
+        // The step advances with i (midpoints of k equal parts of the trial), and so does the
+        // trial while there are more trials than samples (else they take turns): early and
+        // late states, under different input histories, no state twice.
+        let trial = if k <= b { (2 * i + 1) * b / (2 * k) } else { i % b };
+        let step = (2 * i + 1) * t / (2 * k);
+        let row = trajectories
+            .get(trial)
+            .and_then(|x| x.get(step))
+            .and_then(|x| x.to_dtype(DType::F64))
+            .and_then(|x| x.to_vec1::<f64>())
+            .map_err(mrnn_runtime::Error::from)?;
+        states.push(row);
+        sources.push(json!({"source": "trajectory", "trial": trial, "step": step}));
+    }
+    eprintln!(
+        "linearizing at {k} states along the trajectories ({b} trials of {t} steps; {}); \
+         --fixed-points, --state or --initial-state choose others",
+        sources
+            .iter()
+            .map(|v| format!("trial {} step {}", v["trial"], v["step"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((states, sources))
+}
+
+fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
+    check_common(args)?;
+    if at.samples == 0 {
+        return Err(Failure::Usage("--samples must be at least 1".into()));
+    }
+    let setup = setup(args)?;
+    let out = out_dir(args)?;
+    let net = &setup.net;
+    let h = net.hidden_size();
+    let (states, sources) = linearization_states(at, &setup)?;
     let input = args.input.clone().unwrap_or_else(|| vec![0.0; net.input_size()]);
     let regions: Vec<&str> = args.regions.iter().map(String::as_str).collect();
     let mut records = Vec::new();
@@ -542,7 +691,9 @@ fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
             tensors.push((format!("eigenvectors_im_{k}"), t(im)?));
         }
         records.push(json!({
+            "at": sources[k],
             "state": s,
+            "active_units": lin.active_units,
             "regions": lin.regions,
             "units": lin.units,
             "excluded": lin.excluded,
@@ -550,18 +701,37 @@ fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
             "stable": lin.stability == analysis::Stability::Stable,
             "max_abs_eigenvalue": lin.eigen.max_abs(),
             "eigenvalues": lin.eigen.values.iter().map(|z| [z.re, z.im]).collect::<Vec<_>>(),
+            "eigen_residual": lin.eigen.max_residual(),
+            "eigen_accurate": lin.eigen.is_accurate(),
         }));
+        if lin.active_units == 0 {
+            eprintln!(
+                "warning: state #{k}: no unit of {} has a nonzero slope (all silent): the \
+                 Jacobian is the leak alone",
+                lin.regions.join(",")
+            );
+        }
+        if !lin.eigen.is_accurate() {
+            eprintln!(
+                "warning: state #{k}: {} eigenpairs fail the residual check (worst {:.1e} > {:e})",
+                lin.eigen.inaccurate(),
+                lin.eigen.max_residual(),
+                analysis::eigen::RESIDUAL_TOL
+            );
+        }
         spectra.push(Spectrum {
             title: format!("#{k} {}, max |ev| {:.3}", lin.stability.name(), lin.eigen.max_abs()),
             values: lin.eigen.values.iter().map(|z| (z.re, z.im)).collect(),
             group: lin.stability.name().to_owned(),
         });
         say!(
-            "#{k}: {} ({} units) {} max|lambda| {:.4}",
+            "#{k}: {} ({} units, {} active) {} max|lambda| {:.4} (residual {:.1e})",
             lin.regions.join(","),
             lin.units.len(),
+            lin.active_units,
             lin.stability.name(),
-            lin.eigen.max_abs()
+            lin.eigen.max_abs(),
+            lin.eigen.max_residual()
         );
     }
     write_json(&out.join("linearization.json"), &Value::Array(records))?;
@@ -579,9 +749,7 @@ fn linearize(args: &CommonArgs, at: &LinearizeArgs) -> Result<(), Failure> {
 }
 
 fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
-    let setup = setup(args)?;
-    let out = out_dir(args)?;
-    let net = &setup.net;
+    check_common(args)?;
     let others = match flow.others.as_str() {
         "mean" => Others::Mean,
         "nearest" => Others::Nearest,
@@ -591,6 +759,12 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
             )));
         }
     };
+    if flow.grid < 2 {
+        return Err(Failure::Usage(format!(
+            "--grid must be at least 2 (points per axis), got {}",
+            flow.grid
+        )));
+    }
     let options = FlowOptions {
         regions: args.regions.clone(),
         grid: flow.grid,
@@ -598,6 +772,22 @@ fn flow(args: &CommonArgs, flow: &FlowArgs) -> Result<(), Failure> {
         input: args.input.clone(),
         ..FlowOptions::default()
     };
+    let setup = setup(args)?;
+    let net = &setup.net;
+    // The grid's memory is known once the network is: refused before any trajectory is run.
+    options.validate(net.hidden_size())?;
+    // So is a fixed-point file that cannot be read, or an index past its end.
+    if let Some(path) = &flow.fixed_points {
+        let count = read_states(path, StateKind::of(net), net.hidden_size())?.len();
+        if let Some(k) = flow.linearize_at.filter(|&k| k >= count) {
+            return Err(Failure::Usage(format!(
+                "--linearize-at {k}: `{}` has {count} fixed points (indices 0 to {})",
+                path.display(),
+                count - 1
+            )));
+        }
+    }
+    let out = out_dir(args)?;
     let states = setup.states()?;
     let field = analysis::flow_field(net, &states, &options)?;
     let kind = field.kind;
@@ -820,6 +1010,7 @@ fn first_input(net: &Network, trial: &[Vec<f32>]) -> String {
 }
 
 fn currents(args: &CommonArgs) -> Result<(), Failure> {
+    check_common(args)?;
     let setup = setup(args)?;
     let out = out_dir(args)?;
     let net = &setup.net;
