@@ -32,7 +32,7 @@ impl fmt::Display for NonFinite {
 }
 
 /// The non-finite elements of `t` (any float dtype, any device), or `None` when every element
-/// is finite: for checks of inputs, since [`Network::forward`] propagates NaN as it is given.
+/// is finite: for checks of inputs, since [`crate::Network::forward`] propagates NaN as it is given.
 ///
 /// ```
 /// use mrnn_runtime::{Device, Tensor, finite::non_finite};
