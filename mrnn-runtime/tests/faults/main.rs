@@ -6,9 +6,8 @@
 mod analysis;
 mod checkpoints;
 mod compile;
-mod harness;
-
 mod figures;
+mod harness;
 mod nan;
 mod outputs;
 mod pth;
